@@ -1,0 +1,3 @@
+from zeroprobe.cli import main
+
+raise SystemExit(main())

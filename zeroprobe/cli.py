@@ -1,0 +1,151 @@
+"""The `zeroprobe` command: serve, check, run, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from zeroprobe import __version__
+from zeroprobe.demo import run_demo
+from zeroprobe.engine import Engine
+from zeroprobe.loader import LoadReport, load_contexts
+from zeroprobe.logs import configure_logging
+from zeroprobe.redact import Redactor
+from zeroprobe.server import serve
+from zeroprobe.settings import Settings, SettingsError
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zeroprobe",
+        description="Scheduled health probes served as Zero Problem documents.",
+    )
+    parser.add_argument("--version", action="version", version=f"zeroprobe {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve_cmd = commands.add_parser("serve", help="probe every context spec and serve results")
+    serve_cmd.add_argument("--contexts", help="context-spec folder (env ZEROPROBE_CONTEXTS)")
+    serve_cmd.add_argument("--host", help="address to listen on (env ZEROPROBE_HOST)")
+    serve_cmd.add_argument("--port", type=int, help="port to listen on (env ZEROPROBE_PORT)")
+
+    check_cmd = commands.add_parser("check", help="validate context specs and exit")
+    check_cmd.add_argument("contexts", nargs="?", help="folder to check (default: contexts/)")
+
+    run_cmd = commands.add_parser("run", help="run one probe once and print its document")
+    run_cmd.add_argument("service_id")
+    run_cmd.add_argument("--contexts", help="context-spec folder (env ZEROPROBE_CONTEXTS)")
+
+    demo_cmd = commands.add_parser(
+        "demo", help="serve the shipped contexts against a simulated replica set"
+    )
+    demo_cmd.add_argument("--contexts", help="context-spec folder (default: contexts/)")
+    demo_cmd.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    demo_cmd.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Entry point of the `zeroprobe` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    env = dict(os.environ if environ is None else environ)
+    configure_logging(Redactor.from_environ(env), env.get("ZEROPROBE_LOG_LEVEL", "INFO"))
+    try:
+        if args.command == "check":
+            return check(args.contexts, env)
+        settings = Settings.from_environ(
+            env,
+            contexts=getattr(args, "contexts", None),
+            host=getattr(args, "host", None),
+            port=getattr(args, "port", None),
+        )
+    except SettingsError as exc:
+        print(f"zeroprobe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "serve":
+        return serve_command(settings, env)
+    if args.command == "run":
+        return run_command(settings, env, args.service_id)
+    return run_demo(settings, env)
+
+
+def print_problems(report: LoadReport) -> None:
+    """Every problem as `path:line: field: message`, on stderr."""
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+
+
+def check(directory: str | None, environ: Mapping[str, str]) -> int:
+    """`zeroprobe check`: 1 when any file has an error, 0 otherwise (warnings allowed)."""
+    folder = directory or environ.get("ZEROPROBE_CONTEXTS") or Settings().contexts
+    report = load_contexts(folder, environ)
+    print_problems(report)
+    if not report.ok:
+        files = len({p.path for p in report.errors})
+        print(
+            f"{len(report.errors)} error(s) in {files} file(s); {len(report.specs)} valid spec(s)",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    print(f"ok: {len(report.specs)} valid spec(s) in {folder}")
+    return EXIT_OK
+
+
+def load_or_report(settings: Settings, environ: Mapping[str, str]) -> LoadReport | None:
+    """Load the contexts; print every problem; None when any is an error."""
+    report = load_contexts(settings.contexts, environ)
+    print_problems(report)
+    if not report.ok:
+        print(
+            f"zeroprobe: {len(report.errors)} error(s) in the context specs; "
+            "fix them (see `zeroprobe check`)",
+            file=sys.stderr,
+        )
+        return None
+    return report
+
+
+def serve_command(settings: Settings, environ: Mapping[str, str]) -> int:
+    """`zeroprobe serve`: run until SIGTERM/SIGINT."""
+    report = load_or_report(settings, environ)
+    if report is None:
+        return EXIT_USAGE
+    engine = Engine(report.specs, settings, environ)
+    try:
+        asyncio.run(serve(engine))
+    except OSError as exc:
+        print(
+            f"zeroprobe: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def run_command(settings: Settings, environ: Mapping[str, str], service_id: str) -> int:
+    """`zeroprobe run ID`: run one probe once and print its Zero Problem document."""
+    report = load_or_report(settings, environ)
+    if report is None:
+        return EXIT_USAGE
+    engine = Engine(report.specs, settings, environ)
+    if not engine.knows(service_id):
+        known = ", ".join(sorted(engine.contexts)) or "none"
+        print(f"zeroprobe: unknown service id {service_id!r} (known: {known})", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def once() -> bytes:
+        try:
+            return (await engine.run_once(service_id)).document
+        finally:
+            await engine.stop()
+
+    document = asyncio.run(once())
+    print(json.dumps(json.loads(document), indent=2, ensure_ascii=False))
+    return EXIT_OK

@@ -1,0 +1,54 @@
+"""`zeroprobe demo`: the shipped contexts against a simulated replica set, no MongoDB needed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Mapping
+
+from schemas.context_spec import MongoReplicationLagSpec, connection_env_var
+from zeroprobe.engine import Engine
+from zeroprobe.loader import load_contexts
+from zeroprobe.server import serve
+from zeroprobe.settings import Settings
+from zeroprobe.simulator import SimulatedReplicaSet
+
+log = logging.getLogger(__name__)
+
+
+def run_demo(settings: Settings, environ: Mapping[str, str]) -> int:
+    """Start a 3-member simulated replica set on loopback and serve the contexts against it."""
+    with SimulatedReplicaSet() as replica_set:
+        env = dict(environ)
+        report = load_contexts(settings.contexts, env)
+        for problem in report.errors:
+            print(problem, file=sys.stderr)
+        if not report.ok:
+            return 2
+        for context in report.specs:
+            if isinstance(context.spec, MongoReplicationLagSpec):
+                # Every Mongo spec of the demo talks to the simulated set.
+                env[connection_env_var(context.spec.connection)] = replica_set.uri
+        print(
+            f"zeroprobe demo: simulated replica set {replica_set.set_name} on "
+            f"{', '.join(replica_set.hosts)}; its first secondary drifts "
+            "GREEN -> YELLOW -> RED -> GREEN every 4 minutes",
+            flush=True,
+        )
+        engine = Engine(report.specs, settings, env)
+
+        def announce(url: str) -> None:
+            lines = [f"zeroprobe demo serving on {url}", f"  index:     {url}/"]
+            for service_id in sorted(engine.contexts):
+                lines.append(f"  document:  curl -X PUT {url}/{service_id}")
+            lines += [
+                f"  liveness:  {url}/liveness",
+                f"  health:    {url}/livez  {url}/readyz",
+                f"  metrics:   {url}/metrics",
+                "Stop with Ctrl-C.",
+            ]
+            print("\n".join(lines), flush=True)
+
+        asyncio.run(serve(engine, on_started=announce))
+    return 0

@@ -1,0 +1,94 @@
+"""zeroprobe's own Prometheus metrics, in a registry per service instance (no globals)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from zeroprobe import __version__
+
+METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# `_created` series double the exposition and no dashboard of ours reads them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class Metrics:
+    """Every metric zeroprobe exports, named `zeroprobe_*` with units in the names."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.probe_status = Gauge(
+            "zeroprobe_probe_status",
+            "Newest graded status of a probe: 0 GREEN, 1 YELLOW, 2 RED.",
+            ["service_id", "kind"],
+            registry=self.registry,
+        )
+        self.probe_duration = Gauge(
+            "zeroprobe_probe_duration_seconds",
+            "How long the newest run of a probe took.",
+            ["service_id", "kind"],
+            registry=self.registry,
+        )
+        self.probe_runs = Counter(
+            "zeroprobe_probe_runs",
+            "Probe runs by outcome: success (measured), error (could not measure), timeout.",
+            ["service_id", "kind", "outcome"],
+            registry=self.registry,
+        )
+        self.last_success = Gauge(
+            "zeroprobe_probe_last_success_timestamp_seconds",
+            "Unix time of the newest run that measured its target.",
+            ["service_id", "kind"],
+            registry=self.registry,
+        )
+        self.mongo_lag = Gauge(
+            "zeroprobe_mongo_replication_lag_seconds",
+            "Replication lag of a replica-set member behind the primary, delay subtracted.",
+            ["service_id", "member"],
+            registry=self.registry,
+        )
+        self.specs_loaded = Gauge(
+            "zeroprobe_specs_loaded",
+            "Number of context specs being probed.",
+            registry=self.registry,
+        )
+        self.build_info = Gauge(
+            "zeroprobe_build_info",
+            "Always 1; the version is in the label.",
+            ["version"],
+            registry=self.registry,
+        )
+        self.build_info.labels(version=__version__).set(1)
+        self._members: dict[str, set[str]] = {}
+
+    def set_member_lags(self, service_id: str, lags_s: Mapping[str, float]) -> None:
+        """Publish these members' lags and drop series of members no longer reported."""
+        for member in self._members.get(service_id, set()) - set(lags_s):
+            self.mongo_lag.remove(service_id, member)
+        for member, lag_s in lags_s.items():
+            self.mongo_lag.labels(service_id=service_id, member=member).set(lag_s)
+        self._members[service_id] = set(lags_s)
+
+    def forget(self, service_id: str, kind: str) -> None:
+        """Drop every series of a service that is no longer probed."""
+        for gauge in (self.probe_status, self.probe_duration, self.last_success):
+            with contextlib.suppress(KeyError):
+                gauge.remove(service_id, kind)
+        for outcome in ("success", "error", "timeout"):
+            with contextlib.suppress(KeyError):
+                self.probe_runs.remove(service_id, kind, outcome)
+        self.set_member_lags(service_id, {})
+
+    def render(self) -> bytes:
+        """The text exposition of every metric."""
+        return generate_latest(self.registry)

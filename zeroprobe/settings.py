@@ -1,0 +1,64 @@
+"""Service settings from the command line and ZEROPROBE_* environment variables."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from zeroprobe.durations import parse_duration_s
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+DEFAULT_CONTEXTS = "contexts"
+DEFAULT_LIVENESS_MAX_AGE_S = 180.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service needs besides the specs."""
+
+    contexts: str = DEFAULT_CONTEXTS
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    liveness_max_age_s: float = DEFAULT_LIVENESS_MAX_AGE_S
+    # Longest spread of the first runs after start, so many probes do not fire at once.
+    first_run_spread_s: float = 5.0
+    shutdown_timeout_s: float = 3.0
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str], **overrides: object) -> Settings:
+        """Settings from ZEROPROBE_* variables; non-None `overrides` (CLI flags) win."""
+        values: dict[str, object] = {}
+        if environ.get("ZEROPROBE_CONTEXTS"):
+            values["contexts"] = environ["ZEROPROBE_CONTEXTS"]
+        if environ.get("ZEROPROBE_HOST"):
+            values["host"] = environ["ZEROPROBE_HOST"]
+        if environ.get("ZEROPROBE_PORT"):
+            values["port"] = _port(environ["ZEROPROBE_PORT"], "ZEROPROBE_PORT")
+        if environ.get("ZEROPROBE_LIVENESS_MAX_AGE"):
+            values["liveness_max_age_s"] = _duration(
+                environ["ZEROPROBE_LIVENESS_MAX_AGE"], "ZEROPROBE_LIVENESS_MAX_AGE"
+            )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot use."""
+
+
+def _port(value: str, name: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise SettingsError(f"{name}: expected a port number, got {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise SettingsError(f"{name}: port {port} is out of range 0-65535")
+    return port
+
+
+def _duration(value: str, name: str) -> float:
+    try:
+        return parse_duration_s(value)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
