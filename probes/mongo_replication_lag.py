@@ -20,6 +20,7 @@ from pymongo import errors as mongo_errors
 
 from probes.base import Observation, ProbeContext
 from schemas.context_spec import MongoReplicationLagSpec, connection_env_var
+from zeroprobe.durations import format_duration
 from zeroprobe.errors import (
     ProbeConfigError,
     ProbeConnectionError,
@@ -51,6 +52,14 @@ TRANSITIONAL_STATES = frozenset({0, 3, 5, 9, 10})
 # The share of the probe's timeout given to the driver, so that its own, more precise error
 # (connection refused, no primary) arrives before the runner's timeout fires.
 DRIVER_TIMEOUT_SHARE = 0.8
+# PyMongo re-checks a server it cannot reach at most every 0.5 s (its minimum heartbeat), so
+# a server-selection error surfaces up to 0.5 s after the driver's deadline: leave that margin.
+DRIVER_MARGIN_S = 0.6
+
+
+def driver_timeout_s(timeout_s: float) -> float:
+    """The part of the probe's timeout given to the driver (pymongo.timeout)."""
+    return max(timeout_s * 0.4, min(timeout_s * DRIVER_TIMEOUT_SHARE, timeout_s - DRIVER_MARGIN_S))
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +112,8 @@ def measure_replica_set(
     def healthy(m: Mapping[str, Any]) -> bool:
         return _int(m.get("health", 1)) != 0
 
-    primaries = [i for i, m in enumerate(members) if _int(m["state"]) == PRIMARY and healthy(m)]
+    # State 1 is the primary, as the first matching rule says, whatever its health field.
+    primaries = [i for i, m in enumerate(members) if _int(m["state"]) == PRIMARY]
     reference_index: int | None = None
     timed_primaries = [i for i in primaries if times[i] is not None]
     if timed_primaries:
@@ -217,7 +227,7 @@ def _labels(reading: MemberReading) -> str:
     if reading.hidden:
         labels.append("hidden")
     if reading.delay_s:
-        labels.append(f"delayed {reading.delay_s:g}s")
+        labels.append(f"delayed {format_duration(reading.delay_s)}")
     return f" ({', '.join(labels)})" if labels else ""
 
 
@@ -275,7 +285,7 @@ async def probe_mongo_replication_lag(
     """Measure the replica set behind `spec.connection`."""
     client = ctx.mongo.get(spec.connection)
     try:
-        with pymongo.timeout(spec.timeout_s * DRIVER_TIMEOUT_SHARE):
+        with pymongo.timeout(driver_timeout_s(spec.timeout_s)):
             status = await client.admin.command("replSetGetStatus")
             config = await client.admin.command("replSetGetConfig")
     except mongo_errors.PyMongoError as exc:
@@ -320,7 +330,7 @@ def map_mongo_error(
         if "match selector" in str(exc):
             return ProbeConnectionError(
                 "no primary or reachable member to ask within "
-                f"{spec.timeout_s * DRIVER_TIMEOUT_SHARE:g}s (server selection timeout)"
+                f"{driver_timeout_s(spec.timeout_s):g}s (server selection timeout)"
             )
         return ProbeConnectionError(
             f"no MongoDB server reachable (server selection timeout: {detail})"
@@ -333,7 +343,7 @@ def map_mongo_error(
         )
     if exc.timeout:
         return ProbeTimeoutError(
-            f"MongoDB did not answer within {spec.timeout_s * DRIVER_TIMEOUT_SHARE:g}s ({detail})"
+            f"MongoDB did not answer within {driver_timeout_s(spec.timeout_s):g}s ({detail})"
         )
     if isinstance(exc, mongo_errors.ConnectionFailure):
         return ProbeConnectionError(f"connection to MongoDB lost: {detail}")

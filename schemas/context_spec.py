@@ -161,6 +161,11 @@ class MongoReplicationLagSpec(SpecBase):
                 "must be a label, not a URI: put the URI in the environment variable "
                 "ZEROPROBE_CONNECTION_<LABEL> so that secrets stay out of files"
             )
+        if isinstance(value, str) and not re.match(CONNECTION_LABEL_PATTERN, value):
+            raise ValueError(
+                f"{value!r} is not a valid connection label: use letters, digits, '.', '_' "
+                "and '-', starting with a letter or digit"
+            )
         return value
 
 

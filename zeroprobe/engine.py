@@ -102,6 +102,10 @@ class Engine:
         self._inflight.add(task)
         try:
             await self.runner.run(context.spec)
+        except asyncio.CancelledError:
+            # Only stop() cancels a scheduled run. Let it end quietly: APScheduler would log
+            # the cancellation as a job error with a traceback on every shutdown mid-run.
+            log.info("%s: run cancelled at shutdown", service_id)
         finally:
             self._inflight.discard(task)
 
@@ -113,12 +117,23 @@ class Engine:
         """Stop scheduling, cancel runs in flight, close shared clients."""
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+            # AsyncIOScheduler.shutdown only schedules the shutdown on the loop: let it happen
+            # now, so that the scheduler is stopped and no job starts after the clients close.
+            await asyncio.sleep(0)
         inflight = list(self._inflight)
         for task in inflight:
             task.cancel()
         if inflight:
             await asyncio.wait(inflight, timeout=self.settings.shutdown_timeout_s)
-        await self.mongo.close()
+        try:
+            # A server that never answers endSessions must not hold up the exit.
+            async with asyncio.timeout(self.settings.shutdown_timeout_s):
+                await self.mongo.close()
+        except TimeoutError:
+            log.warning(
+                "closing MongoDB clients took over %ss; exiting anyway",
+                self.settings.shutdown_timeout_s,
+            )
 
     # Reads for the HTTP layer -------------------------------------------------------------
 

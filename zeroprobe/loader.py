@@ -113,7 +113,8 @@ def load_file(
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        return None, [SpecProblem(name, 1, "file", f"not UTF-8 text ({exc.reason})")]
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        return None, [SpecProblem(name, line, "file", f"not UTF-8 text ({exc.reason})")]
     except OSError as exc:
         return None, [SpecProblem(name, 0, "file", f"cannot read: {exc.strerror}")]
     if not text.strip():
@@ -229,8 +230,12 @@ def _index_lines(
                 problems.append(
                     SpecProblem(name, line, dotted, f"duplicate key (first at line {seen[key]})")
                 )
-                continue
-            seen[key] = line
+                # The YAML loader keeps the last value: locate its problems here, not at the first.
+                prefix = (*path, key)
+                for stale in [k for k in lines if k[: len(prefix)] == prefix]:
+                    del lines[stale]
+            else:
+                seen[key] = line
             lines[(*path, key)] = line
             _index_lines(value_node, (*path, key), lines, problems, name=name, offset=offset)
     elif isinstance(node, yaml.SequenceNode):
@@ -246,8 +251,16 @@ def _yaml_problem(exc: yaml.YAMLError, name: str, line_offset: int) -> SpecProbl
         mark = exc.problem_mark or exc.context_mark
         if mark is not None:
             line = mark.line + 1 + line_offset
-        parts = [p for p in (exc.context, exc.problem) if p]
+        context = exc.context
+        if context and exc.context_mark is not None:
+            # The mistake is often where the construct began, lines before the parser noticed.
+            context_line = exc.context_mark.line + 1 + line_offset
+            if context_line != line:
+                context = f"{context} started at line {context_line}"
+        parts = [p for p in (context, exc.problem) if p]
         message = ", ".join(parts) if parts else message
+        if exc.problem and "'\\t'" in exc.problem:
+            message += " (use spaces, not tabs)"
     return SpecProblem(name, line, "yaml", f"YAML syntax error: {message}")
 
 
@@ -263,7 +276,8 @@ def _validation_problems(
         loc: KeyPath = tuple(error["loc"])
         dotted = ".".join(str(p) for p in loc) or "(root)"
         line = _line_for(loc, lines, root_line)
-        if loc == ("timeout",) and loc not in lines:
+        default_timeout = loc == ("timeout",) and loc not in lines
+        if default_timeout:
             # The default timeout clashes with a short interval: point at the interval.
             line = lines.get(("interval",), line)
         kind = error["type"]
@@ -275,6 +289,10 @@ def _validation_problems(
             message = "required field missing"
         elif kind == "value_error":
             message = str(error["msg"]).removeprefix("Value error, ")
+            if default_timeout:
+                message += " (no timeout is set, so the default applies: set a shorter timeout)"
+        elif kind in ("model_type", "dict_type"):
+            message = f"expected a mapping of fields (key: value), got {error['input']!r}"
         else:
             message = f"{error['msg']} (got {error['input']!r})"
         problems.append(SpecProblem(name, line, dotted, message))

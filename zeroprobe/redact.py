@@ -7,10 +7,13 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import unquote, urlsplit
 
-# scheme://user:password@host -> scheme://***@host, whatever the scheme.
-_URI_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^@/\s'\"]+)@")
+# scheme://user:password@host -> scheme://***@host, whatever the scheme. Greedy up to the last
+# '@' of the authority, so that an unescaped '@' in a password does not leave its tail behind.
+_URI_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/\s'\"]+)@")
 _AUTH_HEADER = re.compile(
-    r"(?i)\b(authorization|private-token|x-api-key)(\s*[:=]\s*)([^\s,'\"]+(?:\s+[^\s,'\"]+)?)"
+    # The optional quotes also catch a header dict: {'Authorization': 'Bearer ...'}.
+    r"(?i)\b(authorization|private-token|x-api-key)(['\"]?\s*[:=]\s*['\"]?)"
+    r"([^\s,'\"]+(?:\s+[^\s,'\"]+)?)"
 )
 _TOKEN_PARAM = re.compile(
     r"(?i)\b(password|passwd|pwd|token|access_token|api_key|secret)=([^&\s'\"]+)"
