@@ -323,18 +323,7 @@ def map_mongo_error(
             f"MongoDB refused the command: {ctx.redact(str(errmsg))} ({code_name}, code {code})"
         )
     if isinstance(exc, mongo_errors.ServerSelectionTimeoutError):
-        if _REFUSED.search(str(exc)):
-            return ProbeConnectionError(f"cannot connect to MongoDB: connection refused ({detail})")
-        if _DNS.search(str(exc)):
-            return ProbeConnectionError(f"cannot resolve the MongoDB host name ({detail})")
-        if "match selector" in str(exc):
-            return ProbeConnectionError(
-                "no primary or reachable member to ask within "
-                f"{driver_timeout_s(spec.timeout_s):g}s (server selection timeout)"
-            )
-        return ProbeConnectionError(
-            f"no MongoDB server reachable (server selection timeout: {detail})"
-        )
+        return ProbeConnectionError(ctx.redact(_selection_failure(str(exc), spec)))
     if isinstance(exc, mongo_errors.ConfigurationError) and "wire version" in str(exc):
         return ProbeReplyError(f"server version not supported by the driver: {detail}")
     if isinstance(exc, mongo_errors.ConfigurationError):
@@ -350,6 +339,57 @@ def map_mongo_error(
     if isinstance(exc, mongo_errors.ProtocolError | mongo_errors.InvalidOperation):
         return ProbeReplyError(f"unreadable reply from MongoDB: {detail}")
     return ProbeReplyError(f"MongoDB error: {detail}")
+
+
+_SERVER = re.compile(
+    r"<ServerDescription \('(?P<host>[^']+)', (?P<port>\d+)\) server_type: (?P<type>\w+)"
+    r"(?P<rest>[^>]*)>"
+)
+_SERVER_TYPES = {
+    "RSPrimary": "primary",
+    "RSSecondary": "secondary",
+    "RSArbiter": "arbiter",
+    "RSGhost": "not yet in a replica set",
+    "RSOther": "neither primary nor secondary",
+    "Standalone": "standalone, not a replica-set member",
+    "Mongos": "a mongos router",
+}
+
+
+def _unreachable_reason(text: str) -> str:
+    if _REFUSED.search(text):
+        return "connection refused"
+    if _DNS.search(text):
+        return "host name not resolvable"
+    if re.search(r"timed out|timeout", text, re.IGNORECASE):
+        return "no answer (timed out)"
+    return "unreachable"
+
+
+def _selection_failure(message: str, spec: MongoReplicationLagSpec) -> str:
+    """Say, per server the driver knows, why none could serve the command."""
+    servers = [
+        (
+            f"{m['host']}:{m['port']}",
+            _SERVER_TYPES.get(m["type"], m["type"])
+            if m["type"] != "Unknown"
+            else _unreachable_reason(m["rest"]),
+        )
+        for m in _SERVER.finditer(message)
+    ]
+    within = f"within {driver_timeout_s(spec.timeout_s):g}s"
+    if not servers:
+        return f"no MongoDB server reachable {within}: {_first_reason(message)}"
+    reasons = {reason for _, reason in servers}
+    hosts = ", ".join(host for host, _ in servers)
+    if len(reasons) == 1 and next(iter(reasons)) == "connection refused":
+        return f"cannot connect to MongoDB: connection refused by {hosts}"
+    if len(reasons) == 1 and next(iter(reasons)) == "host name not resolvable":
+        return f"cannot resolve the MongoDB host name of {hosts}"
+    summary = "; ".join(f"{host} {reason}" for host, reason in servers)
+    if "match selector" in message:
+        return f"no primary reachable {within}: {summary}"
+    return f"no MongoDB server reachable {within}: {summary}"
 
 
 def _first_reason(message: str) -> str:

@@ -47,7 +47,7 @@ Duration = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h))+$"},
+                {"type": "string", "pattern": r"^(\d+(\.\d+)?|(\d+(\.\d+)?(ms|s|m|h))+)$"},
                 {"type": "number", "exclusiveMinimum": 0},
             ],
             "description": "A duration: '30s', '2m', '1m30s', '500ms', or a number of seconds.",

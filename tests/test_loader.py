@@ -305,3 +305,28 @@ def test_an_unset_connection_variable_is_a_warning_not_an_error(
         "valid/orders.yaml:5: connection: warning: ZEROPROBE_CONNECTION_ORDERSCLUSTER "
         "is not set: the probe will report RED until it is",
     ]
+
+
+def test_a_trailing_document_separator_is_not_a_second_spec(tmp_path: Path) -> None:
+    (tmp_path / "orders.yaml").write_text(
+        "---\nservice_id: orders.lag\nkind: mongo_replication_lag\nconnection: orders\n---\n",
+        encoding="utf-8",
+    )
+    report = load_contexts(tmp_path, {"ZEROPROBE_CONNECTION_ORDERS": "mongodb://x"})
+    assert report.problems == []
+    assert [c.spec.service_id for c in report.specs] == ["orders.lag"]
+
+
+def test_windows_line_endings_load_and_leave_no_carriage_returns(tmp_path: Path) -> None:
+    text = (
+        "---\r\nservice_id: orders.lag\r\nkind: mongo_replication_lag\r\n"
+        "connection: orders\r\ntimeout: nope\r\n---\r\n# Runbook\r\nStep 1\r\n"
+    )
+    (tmp_path / "orders.md").write_bytes(text.encode("utf-8"))
+    report = load_contexts(tmp_path, {})
+    expected = "expected a duration like '30s', '2m', '1m30s' or '500ms', got 'nope'"
+    assert [str(p).split("/")[-1] for p in report.errors] == [f"orders.md:5: timeout: {expected}"]
+    (tmp_path / "orders.md").write_bytes(text.replace("timeout: nope\r\n", "").encode())
+    report = load_contexts(tmp_path, {})
+    assert report.ok
+    assert report.specs[0].body == "# Runbook\nStep 1"

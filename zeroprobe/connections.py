@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import pymongo
 from pymongo import AsyncMongoClient
 from pymongo import errors as mongo_errors
 
@@ -14,6 +15,8 @@ from zeroprobe.errors import ProbeConfigError
 from zeroprobe.redact import Redactor
 
 log = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT_S = 1.0
 
 # Defaults that suit a prober; a URI option of the same name wins.
 _CLIENT_DEFAULTS: dict[str, Any] = {
@@ -68,6 +71,9 @@ class MongoClients:
         clients, self._clients = self._clients, {}
         for label, client in clients.items():
             try:
-                await client.close()
+                # close() sends endSessions; with every member down it would wait out the
+                # whole server-selection timeout.
+                with pymongo.timeout(CLOSE_TIMEOUT_S):
+                    await client.close()
             except Exception:
                 log.warning("closing the MongoDB client of %r failed", label, exc_info=True)

@@ -111,7 +111,7 @@ def load_file(
     """Load one file: the spec if it is valid, and every problem found in it."""
     name = str(path)
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = path.read_bytes().decode("utf-8-sig").replace("\r\n", "\n")
     except UnicodeDecodeError as exc:
         line = exc.object.count(b"\n", 0, exc.start) + 1
         return None, [SpecProblem(name, line, "file", f"not UTF-8 text ({exc.reason})")]
@@ -195,6 +195,8 @@ def _parse_yaml(
 ) -> tuple[Any, dict[KeyPath, int], list[SpecProblem]]:
     """Parse one YAML document; return its data, the line of every key, and duplicate keys."""
     nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    # A trailing '---' (an empty last document) is harmless: only real documents count.
+    nodes = [node for index, node in enumerate(nodes) if index == 0 or not _empty(node)]
     if len(nodes) > 1:
         second = nodes[1]
         line = second.start_mark.line + 1 + line_offset if second is not None else 1
@@ -203,12 +205,18 @@ def _parse_yaml(
             {},
             [SpecProblem(name, line, "yaml", "more than one YAML document: one spec per file")],
         )
-    data = yaml.safe_load(text)
+    data = next(iter(yaml.safe_load_all(text)), None)
     lines: dict[KeyPath, int] = {}
     problems: list[SpecProblem] = []
     if nodes and nodes[0] is not None:
         _index_lines(nodes[0], (), lines, problems, name=name, offset=line_offset)
     return data, lines, problems
+
+
+def _empty(node: yaml.Node | None) -> bool:
+    return node is None or (
+        isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null") and not node.value
+    )
 
 
 def _index_lines(

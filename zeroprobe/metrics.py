@@ -12,11 +12,12 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from zeroprobe import __version__
 
-METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+#: The classic text format that generate_latest() writes. Not prometheus-client's
+#: CONTENT_TYPE_LATEST, which newer releases set to version=1.0.0.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # `_created` series double the exposition and no dashboard of ours reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
