@@ -5,7 +5,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SOURCES := zeroprobe probes schemas tests
 
-.PHONY: install check test demo schemas clean
+# Debian packages the tests drive as real servers, as command=package pairs: installed by
+# `make system-deps` (root, apt-get) when the command is missing.
+APT_REQUIRES := prometheus=prometheus promtool=prometheus \
+	prometheus-alertmanager=prometheus-alertmanager chromium=chromium
+
+.PHONY: install system-deps check test demo schemas clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +24,17 @@ check: install
 	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/mypy
 
-test: check
+system-deps:
+	@missing=""; for pair in $(APT_REQUIRES); do \
+		command -v "$${pair%%=*}" >/dev/null 2>&1 || missing="$$missing $${pair#*=}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+			apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+test: check system-deps
 	$(BIN)/pytest
 
 demo: install
