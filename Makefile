@@ -10,7 +10,7 @@ SOURCES := zeroprobe probes schemas tests
 APT_REQUIRES := prometheus=prometheus promtool=prometheus \
 	prometheus-alertmanager=prometheus-alertmanager chromium=chromium
 
-.PHONY: install system-deps check test demo schemas clean
+.PHONY: install system-deps check test demo schemas configmap clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ demo: install
 
 schemas: install
 	$(BIN)/python -m schemas.export
+
+# deploy/kubernetes/configmap.yaml from contexts/ (a test fails while they differ).
+configmap: install
+	$(BIN)/python -m tests.configmap
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

@@ -11,6 +11,7 @@ from zeroprobe.redact import Redactor
 
 if TYPE_CHECKING:
     from zeroprobe.connections import MongoClients
+    from zeroprobe.http_client import HttpClient
     from zeroprobe.metrics import Metrics
 
 
@@ -20,6 +21,8 @@ class ProbeContext:
 
     mongo: MongoClients
     redact: Redactor
+    #: The one HTTP session of the HTTP-backed kinds (Prometheus, Alertmanager).
+    http: HttpClient
 
 
 class Observation:

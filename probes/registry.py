@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probes import mongo_replication_lag
+from probes import alertmanager_alerts, mongo_replication_lag, prometheus_query
 from probes.base import ProbeKind
 
 PROBES: dict[str, ProbeKind] = {
@@ -13,5 +13,19 @@ PROBES: dict[str, ProbeKind] = {
         export=mongo_replication_lag.export_mongo_replication_lag,
         forget=mongo_replication_lag.forget_mongo_replication_lag,
         liveness_needs_target=True,
+    ),
+    # /liveness is about the Mongo-backed probes: a Prometheus or Alertmanager outage shows
+    # as a RED line of its own probe, not as a failing collector.
+    "prometheus_query": ProbeKind(
+        name="prometheus_query",
+        probe=prometheus_query.probe_prometheus_query,
+        grade=prometheus_query.grade_prometheus_query,
+        liveness_needs_target=False,
+    ),
+    "alertmanager_alerts": ProbeKind(
+        name="alertmanager_alerts",
+        probe=alertmanager_alerts.probe_alertmanager_alerts,
+        grade=alertmanager_alerts.grade_alertmanager_alerts,
+        liveness_needs_target=False,
     ),
 }

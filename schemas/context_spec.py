@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -16,11 +17,17 @@ from pydantic import (
 from pydantic.json_schema import WithJsonSchema
 
 from zeroprobe.durations import format_duration, parse_duration_s
-from zeroprobe.grading import Thresholds
+from zeroprobe.grading import Grade, Thresholds
+from zeroprobe.line_template import parse_template
 
 SERVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 SERVICE_ID_MAX_LENGTH = 200
 CONNECTION_LABEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+ENV_VAR_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+LABEL_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# name, operator, then a "quoted" value (with \" escapes) or a bare one without quotes.
+MATCHER_PATTERN = r'^\s*[A-Za-z_][A-Za-z0-9_]*\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|[^"]*)\s*$'
+DEFAULT_QUERY_LINE = "- {labels} {value}"
 
 #: Paths the service itself serves; a probe with one of these ids could never be reached.
 RESERVED_SERVICE_IDS = frozenset(
@@ -156,21 +163,233 @@ class MongoReplicationLagSpec(SpecBase):
     @field_validator("connection", mode="before")
     @classmethod
     def _no_uri(cls, value: Any) -> Any:
-        if isinstance(value, str) and "://" in value:
+        return check_connection_label(value)
+
+
+def check_connection_label(value: Any) -> Any:
+    """A connection is a label, never a URI: secrets stay in the environment, out of files."""
+    if isinstance(value, str) and "://" in value:
+        raise ValueError(
+            "must be a label, not a URI: put the URI in the environment variable "
+            "ZEROPROBE_CONNECTION_<LABEL> so that secrets stay out of files"
+        )
+    if isinstance(value, str) and not re.match(CONNECTION_LABEL_PATTERN, value):
+        raise ValueError(
+            f"{value!r} is not a valid connection label: use letters, digits, '.', '_' "
+            "and '-', starting with a letter or digit"
+        )
+    return value
+
+
+def _grade_name(value: Any) -> Any:
+    """Colours may be written in any case: `red` is RED."""
+    if isinstance(value, str) and value.strip().upper() in Grade.__members__:
+        return value.strip().upper()
+    return value
+
+
+#: GREEN, YELLOW or RED, in any case.
+GradeName = Annotated[Grade, BeforeValidator(_grade_name)]
+
+
+def _check_label_name(value: str) -> str:
+    if not re.match(LABEL_NAME_PATTERN, value):
+        raise ValueError(
+            f"{value!r} is not a label name: use letters, digits and '_', not starting with a digit"
+        )
+    return value
+
+
+#: A Prometheus / Alertmanager label name.
+LabelName = Annotated[
+    str,
+    AfterValidator(_check_label_name),
+    WithJsonSchema({"type": "string", "pattern": LABEL_NAME_PATTERN}),
+]
+
+
+class HttpSpecBase(SpecBase):
+    """Fields of the kinds that talk HTTP to a base URL (Prometheus, Alertmanager)."""
+
+    connection: str = Field(
+        description="A label; the base URL (e.g. http://prometheus:9090) is read from "
+        "ZEROPROBE_CONNECTION_<LABEL>. user:password@ in it becomes basic auth.",
+        pattern=CONNECTION_LABEL_PATTERN,
+    )
+    bearer_token_env: str | None = Field(
+        default=None,
+        description="Name of an environment variable holding a bearer token, sent as "
+        "'Authorization: Bearer <token>'. The token itself never goes in a file.",
+        pattern=ENV_VAR_PATTERN,
+    )
+
+    @field_validator("connection", mode="before")
+    @classmethod
+    def _no_uri(cls, value: Any) -> Any:
+        return check_connection_label(value)
+
+    @field_validator("bearer_token_env", mode="before")
+    @classmethod
+    def _env_name(cls, value: Any) -> Any:
+        if isinstance(value, str) and not re.match(ENV_VAR_PATTERN, value):
             raise ValueError(
-                "must be a label, not a URI: put the URI in the environment variable "
-                "ZEROPROBE_CONNECTION_<LABEL> so that secrets stay out of files"
-            )
-        if isinstance(value, str) and not re.match(CONNECTION_LABEL_PATTERN, value):
-            raise ValueError(
-                f"{value!r} is not a valid connection label: use letters, digits, '.', '_' "
-                "and '-', starting with a letter or digit"
+                "must name an environment variable that holds the token (letters, digits "
+                "and '_', like PROMETHEUS_TOKEN), never the token itself"
             )
         return value
 
 
+class QueryThresholds(BaseModel):
+    """Bands in the query's own unit; their order depends on the spec's `direction`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    yellow: float = Field(allow_inf_nan=False, description="Where YELLOW starts.")
+    red: float = Field(allow_inf_nan=False, description="Where RED starts.")
+
+    def bands(self) -> Thresholds:
+        """The bands as the grading functions take them."""
+        return Thresholds(yellow=self.yellow, red=self.red)
+
+
+class PrometheusQuerySpec(HttpSpecBase):
+    """A PromQL instant query; every series (or the scalar) graded against thresholds.
+
+    `direction: above` (bigger is worse): GREEN below yellow, YELLOW from yellow, RED from red
+    (yellow < red). `direction: below` (smaller is worse, e.g. free disk): RED at or below red,
+    YELLOW at or below yellow, GREEN above it (yellow > red).
+    """
+
+    kind: Literal["prometheus_query"]
+    query: str = Field(
+        description="PromQL, run as an instant query (/api/v1/query).",
+        json_schema_extra={"minLength": 1},
+    )
+    direction: Literal["above", "below"] = Field(
+        default="above",
+        description="above: bigger is worse; below: smaller is worse (free disk, replicas up).",
+    )
+    thresholds: QueryThresholds = Field(
+        description="{yellow, red} in the query's unit. above: yellow < red; below: yellow > red."
+    )
+    line: str = Field(
+        default=DEFAULT_QUERY_LINE,
+        description="Template of each series' line: {labels}, {value} and {<label name>}; "
+        "'{{' and '}}' are literal braces.",
+    )
+    on_empty: GradeName = Field(
+        default=Grade.YELLOW, description="Grade when the query returns no series."
+    )
+    max_lines: int = Field(
+        default=20, ge=1, le=1000, description="Most series lines shown, worst first."
+    )
+
+    @field_validator("query")
+    @classmethod
+    def _query_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty: write a PromQL expression")
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _check_order(cls, value: QueryThresholds, info: ValidationInfo) -> QueryThresholds:
+        direction = info.data.get("direction")
+        yellow, red = value.yellow, value.red
+        if direction == "above" and not yellow < red:
+            raise ValueError(
+                f"red ({red:g}) must be greater than yellow ({yellow:g}) with direction "
+                "'above' (bigger is worse); for smaller-is-worse set direction: below"
+            )
+        if direction == "below" and not yellow > red:
+            raise ValueError(
+                f"red ({red:g}) must be less than yellow ({yellow:g}) with direction "
+                "'below' (smaller is worse)"
+            )
+        return value
+
+    @field_validator("line")
+    @classmethod
+    def _check_line(cls, value: str) -> str:
+        parse_template(value)
+        if "\n" in value or "\r" in value:
+            raise ValueError("must be one line")
+        return value
+
+
+def _check_matcher(value: str) -> str:
+    if not re.match(MATCHER_PATTERN, value):
+        raise ValueError(
+            f'{value!r} is not a matcher: write name="value", name!="value", '
+            'name=~"regex" or name!~"regex"'
+        )
+    return value
+
+
+#: An Alertmanager matcher: `service="payments"`, `severity=~"critical|warning"`.
+Matcher = Annotated[
+    str,
+    AfterValidator(_check_matcher),
+    WithJsonSchema({"type": "string", "pattern": MATCHER_PATTERN}),
+]
+
+
+def _default_alert_grades() -> dict[str, Grade]:
+    return {"critical": Grade.RED, "warning": Grade.YELLOW}
+
+
+class AlertmanagerAlertsSpec(HttpSpecBase):
+    """The active alerts of an Alertmanager that match, one line per alert group.
+
+    A group's colour comes from its severity label through `grades` (case-insensitive);
+    a severity `grades` does not name is YELLOW. No active alert is GREEN.
+    """
+
+    kind: Literal["alertmanager_alerts"]
+    matchers: list[Matcher] = Field(
+        default_factory=list,
+        description='Sent as `filter` to /api/v2/alerts, e.g. service="payments", '
+        'severity=~"critical|warning". None: every alert.',
+    )
+    severity_label: LabelName = Field(
+        default="severity", description="The label that holds an alert's severity."
+    )
+    grades: dict[str, GradeName] = Field(
+        default_factory=_default_alert_grades,
+        description="Severity value -> colour; replaces the default {critical: RED, "
+        "warning: YELLOW}. Any other severity is YELLOW.",
+    )
+    group_by: list[LabelName] = Field(
+        default_factory=lambda: ["alertname", "service"],
+        min_length=1,
+        description="Labels whose values (with the severity) make one alert group = one line.",
+    )
+    include_silenced: bool = Field(default=False, description="Also grade silenced alerts.")
+    include_inhibited: bool = Field(default=False, description="Also grade inhibited alerts.")
+    max_lines: int = Field(default=20, ge=1, le=1000, description="Most group lines shown.")
+
+    @field_validator("grades")
+    @classmethod
+    def _check_grades(cls, value: dict[str, Grade]) -> dict[str, Grade]:
+        seen: dict[str, str] = {}
+        for severity in value:
+            if not severity.strip():
+                raise ValueError("a severity must not be empty")
+            other = seen.setdefault(severity.lower(), severity)
+            if other != severity:
+                raise ValueError(
+                    f"{other!r} and {severity!r} name the same severity: "
+                    "severities match case-insensitively"
+                )
+        return value
+
+
 #: Every spec model, one per probe kind. A test checks it names the same kinds as the registry.
-SPEC_TYPES: tuple[type[SpecBase], ...] = (MongoReplicationLagSpec,)
+SPEC_TYPES: tuple[type[SpecBase], ...] = (
+    MongoReplicationLagSpec,
+    PrometheusQuerySpec,
+    AlertmanagerAlertsSpec,
+)
 
 
 def spec_kind(spec_type: type[SpecBase]) -> str:

@@ -326,7 +326,7 @@ async def test_unknown_route_is_404_json(
     await assert_json_error(response, 404)
 
 
-async def test_index_lists_the_probes_as_json(
+async def test_results_api_lists_the_probes_as_json(
     aiohttp_client: AiohttpClient,
     shared_set: SimulatedReplicaSet,
     make_spec: SpecFactory,
@@ -340,7 +340,8 @@ async def test_index_lists_the_probes_as_json(
     try:
         await eng.run_once(ids[0])
         client = await client_for(aiohttp_client, eng)
-        response = await client.get("/")
+        # GET / is the HTML status page; the machine-readable listing is the JSON API.
+        response = await client.get("/api/v1/results")
         assert response.status == 200
         body = await json_body(response)
     finally:

@@ -17,6 +17,8 @@ from zeroprobe.loader import load_contexts, load_file
 CONTEXTS = TESTDATA / "contexts"
 ALLOWED = "(allowed: connection, description, interval, kind, service_id, thresholds, timeout)"
 ID_RULE = "use letters, digits, '.', '_' and '-', starting with a letter or digit"
+KINDS = "alertmanager_alerts, mongo_replication_lag, prometheus_query"
+GRADES = "Input should be 'GREEN', 'YELLOW' or 'RED'"
 
 # File name -> the problems printed for it, each as `line: field: message` after `path:`.
 INVALID: dict[str, list[str]] = {
@@ -42,7 +44,7 @@ INVALID: dict[str, list[str]] = {
     ],
     "invalid-duplicate-key-bad-value.yaml": [
         "5: kind: duplicate key (first at line 3)",
-        "5: kind: unknown kind 'mongo_lag' (known: mongo_replication_lag), "
+        f"5: kind: unknown kind 'mongo_lag' (known: {KINDS}), "
         "did you mean 'mongo_replication_lag'?",
     ],
     "invalid-empty.yaml": [
@@ -58,7 +60,7 @@ INVALID: dict[str, list[str]] = {
         "2: connection: required field missing",
     ],
     "invalid-missing-kind.yaml": [
-        "1: kind: required field missing (one of: mongo_replication_lag)",
+        f"1: kind: required field missing (one of: {KINDS})",
     ],
     "invalid-missing-service-id.yaml": [
         "1: service_id: required field missing",
@@ -112,7 +114,7 @@ INVALID: dict[str, list[str]] = {
         "6: yaml: more than one YAML document: one spec per file",
     ],
     "invalid-typo-kind.yaml": [
-        "3: kind: unknown kind 'mongo_replication_lagg' (known: mongo_replication_lag), "
+        f"3: kind: unknown kind 'mongo_replication_lagg' (known: {KINDS}), "
         "did you mean 'mongo_replication_lag'?",
     ],
     "invalid-unclosed-front-matter.md": [
@@ -127,6 +129,39 @@ INVALID: dict[str, list[str]] = {
     ],
     "invalid-zero-duration.yaml": [
         "5: timeout: must be a positive duration, got 0",
+    ],
+    # prometheus_query and alertmanager_alerts
+    "invalid-prometheus-missing-thresholds.yaml": [
+        "1: thresholds: required field missing",
+    ],
+    "invalid-prometheus-below-order.yaml": [
+        "7: thresholds: red (0.2) must be less than yellow (0.05) with direction 'below' "
+        "(smaller is worse)",
+    ],
+    "invalid-prometheus-line-placeholder.md": [
+        "7: line: unknown placeholder '{value:.2%}': use {labels}, {value} or {<label name>}, "
+        "without format specs, attributes or indexes",
+    ],
+    "invalid-prometheus-on-empty.yaml": [
+        f"6: on_empty: {GRADES} (got 'ORANGE')",
+        "7: max_lines: Input should be greater than or equal to 1 (got 0)",
+    ],
+    "invalid-prometheus-token-in-file.yaml": [
+        "5: bearer_token_env: must name an environment variable that holds the token (letters, "
+        "digits and '_', like PROMETHEUS_TOKEN), never the token itself",
+    ],
+    "invalid-alertmanager-matcher.yaml": [
+        "6: matchers.1: 'severity: critical' is not a matcher: write name=\"value\", "
+        'name!="value", name=~"regex" or name!~"regex"',
+    ],
+    "invalid-alertmanager-grades.yaml": [
+        f"6: grades.info: {GRADES} (got 'BLUE')",
+    ],
+    "invalid-alertmanager-unknown-key.yaml": [
+        "4: include_silence: unknown field, did you mean 'include_silenced'? (allowed: "
+        "bearer_token_env, connection, description, grades, group_by, include_inhibited, "
+        "include_silenced, interval, kind, matchers, max_lines, service_id, severity_label, "
+        "timeout)",
     ],
 }
 

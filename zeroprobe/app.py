@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from zeroprobe import __version__
+from zeroprobe.api import add_api_routes
 from zeroprobe.engine import Check, Engine
 from zeroprobe.metrics import METRICS_CONTENT_TYPE
+from zeroprobe.openapi import add_openapi_route
+from zeroprobe.reload import RELOAD_PATH, RELOADER, Reloader, reload_endpoint
+from zeroprobe.ui import add_ui_routes
 
 log = logging.getLogger(__name__)
 
@@ -116,35 +118,6 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
-async def index(request: web.Request) -> web.Response:
-    """GET /: what this instance probes, newest status of each, and its endpoints."""
-    engine = request.app[ENGINE]
-    probes = []
-    for service_id in sorted(engine.contexts):
-        context = engine.contexts[service_id]
-        newest = engine.store.newest(service_id)
-        probes.append(
-            {
-                "service_id": service_id,
-                "kind": context.spec.kind,
-                "description": context.spec.description,
-                "status": newest.grade.value if newest else None,
-                "collected_at_ms": newest.collected_at_ms if newest else None,
-                "document": f"/{service_id}",
-            }
-        )
-    body = {
-        "service": "zeroprobe",
-        "version": __version__,
-        "probes": probes,
-        "endpoints": ["/{service_id}", "/liveness", "/livez", "/readyz", "/metrics"],
-    }
-    return web.Response(
-        text=json.dumps(body, indent=2, ensure_ascii=False) + "\n",
-        content_type="application/json",
-    )
-
-
 def create_app(engine: Engine, *, start_engine: bool = True) -> web.Application:
     """The aiohttp app; the engine starts and stops with it unless `start_engine` is False."""
     app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY_BYTES)
@@ -157,11 +130,18 @@ def create_app(engine: Engine, *, start_engine: bool = True) -> web.Application:
             await engine.stop()
 
         app.cleanup_ctx.append(engine_lifecycle)
-    app.router.add_get("/", index)
+    # The status page (/, /ui/..., /static/...), its JSON API and the OpenAPI document: all
+    # registered before the catch-all /{service_id} (their first segments are reserved ids).
+    add_ui_routes(app.router, engine)
+    add_api_routes(app.router, engine)
+    add_openapi_route(app.router)
     app.router.add_get("/liveness", liveness)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    # Service ids cannot contain '/': /-/reload and a probe's path never collide.
+    app[RELOADER] = Reloader(engine)
+    app.router.add_post(RELOAD_PATH, reload_endpoint)
     app.router.add_route("PUT", "/{service_id}", service_document)
     app.router.add_get("/{service_id}", service_document)
     return app

@@ -70,10 +70,21 @@ class MongoClients:
         """Close every client; errors on close are logged, not raised."""
         clients, self._clients = self._clients, {}
         for label, client in clients.items():
-            try:
-                # close() sends endSessions; with every member down it would wait out the
-                # whole server-selection timeout.
-                with pymongo.timeout(CLOSE_TIMEOUT_S):
-                    await client.close()
-            except Exception:
-                log.warning("closing the MongoDB client of %r failed", label, exc_info=True)
+            await _close_client(label, client)
+
+    async def close_label(self, label: str) -> None:
+        """Close the client of `label`, if any (its last probe is gone); a later get() opens
+        a new one. The client leaves the pool before closing, so no new run picks it up."""
+        client = self._clients.pop(label, None)
+        if client is not None:
+            await _close_client(label, client)
+
+
+async def _close_client(label: str, client: AsyncMongoClient[dict[str, Any]]) -> None:
+    try:
+        # close() sends endSessions; with every member down it would wait out the
+        # whole server-selection timeout.
+        with pymongo.timeout(CLOSE_TIMEOUT_S):
+            await client.close()
+    except Exception:
+        log.warning("closing the MongoDB client of %r failed", label, exc_info=True)

@@ -7,11 +7,12 @@ import logging
 import sys
 from collections.abc import Mapping
 
-from schemas.context_spec import MongoReplicationLagSpec, connection_env_var
+from schemas.context_spec import HttpSpecBase, MongoReplicationLagSpec, connection_env_var
 from zeroprobe.engine import Engine
 from zeroprobe.loader import load_contexts
 from zeroprobe.server import serve
 from zeroprobe.settings import Settings
+from zeroprobe.simulated_monitoring import SimulatedMonitoring
 from zeroprobe.simulator import SimulatedReplicaSet
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 
 def run_demo(settings: Settings, environ: Mapping[str, str]) -> int:
     """Start a 3-member simulated replica set on loopback and serve the contexts against it."""
-    with SimulatedReplicaSet() as replica_set:
+    with SimulatedReplicaSet() as replica_set, SimulatedMonitoring() as monitoring:
         env = dict(environ)
         report = load_contexts(settings.contexts, env)
         for problem in report.errors:
@@ -30,22 +31,31 @@ def run_demo(settings: Settings, environ: Mapping[str, str]) -> int:
             if isinstance(context.spec, MongoReplicationLagSpec):
                 # Every Mongo spec of the demo talks to the simulated set.
                 env[connection_env_var(context.spec.connection)] = replica_set.uri
+            elif isinstance(context.spec, HttpSpecBase):
+                # Prometheus and Alertmanager specs talk to the simulated HTTP APIs.
+                env[connection_env_var(context.spec.connection)] = monitoring.url
         print(
             f"zeroprobe demo: simulated replica set {replica_set.set_name} on "
             f"{', '.join(replica_set.hosts)}; its first secondary drifts "
             "GREEN -> YELLOW -> RED -> GREEN every 4 minutes",
             flush=True,
         )
+        print(
+            "zeroprobe demo: simulated Prometheus and Alertmanager APIs on loopback port "
+            f"{monitoring.port}; the payments-api 5xx ratio drifts the same way",
+            flush=True,
+        )
         engine = Engine(report.specs, settings, env)
 
         def announce(url: str) -> None:
-            lines = [f"zeroprobe demo serving on {url}", f"  index:     {url}/"]
+            lines = [f"zeroprobe demo serving on {url}", f"  status page: {url}/"]
             for service_id in sorted(engine.contexts):
                 lines.append(f"  document:  curl -X PUT {url}/{service_id}")
             lines += [
                 f"  liveness:  {url}/liveness",
                 f"  health:    {url}/livez  {url}/readyz",
                 f"  metrics:   {url}/metrics",
+                f"  JSON API:  {url}/api/v1/results  (OpenAPI: {url}/openapi.json)",
                 "Stop with Ctrl-C.",
             ]
             print("\n".join(lines), flush=True)

@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from probes.base import ProbeContext, ProbeKind
 from probes.registry import PROBES
+from schemas.context_spec import SpecBase
 from zeroprobe.connections import MongoClients
 from zeroprobe.durations import format_duration
+from zeroprobe.http_client import HttpClient
 from zeroprobe.loader import ContextFile
 from zeroprobe.metrics import Metrics
 from zeroprobe.redact import Redactor
 from zeroprobe.runner import ProbeRunner, now_ms
-from zeroprobe.settings import Settings
+from zeroprobe.settings import Settings, result_age_limit_s
 from zeroprobe.store import Result, ResultStore
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,37 @@ class Check:
         return body
 
 
+@dataclass(frozen=True, slots=True)
+class ReloadSummary:
+    """What applying a new set of specs did, by service id (each tuple sorted)."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, list[str]]:
+        """The summary as it appears in the answer of POST /-/reload."""
+        return {
+            "added": list(self.added),
+            "removed": list(self.removed),
+            "changed": list(self.changed),
+            "unchanged": list(self.unchanged),
+        }
+
+    def __str__(self) -> str:
+        parts = [
+            f"{what} {', '.join(ids)}"
+            for what, ids in (
+                ("added", self.added),
+                ("removed", self.removed),
+                ("changed", self.changed),
+            )
+            if ids
+        ]
+        return "; ".join([*(parts or ["no change"]), f"{len(self.unchanged)} unchanged"])
+
+
 class Engine:
     """Owns everything that runs; the HTTP layer only reads from it."""
 
@@ -57,18 +92,23 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.kinds = kinds
+        self.environ = environ
         self.redact = Redactor.from_environ(environ)
         self.metrics = Metrics()
         self.store = ResultStore()
         self.mongo = MongoClients(environ, self.redact)
-        self.runner = ProbeRunner(
-            kinds, ProbeContext(mongo=self.mongo, redact=self.redact), self.store, self.metrics
-        )
+        # One HTTP session for every HTTP-backed probe; opened by the first request.
+        self.http = HttpClient(environ, self.redact)
+        ctx = ProbeContext(mongo=self.mongo, redact=self.redact, http=self.http)
+        self.runner = ProbeRunner(kinds, ctx, self.store, self.metrics)
         self.contexts: dict[str, ContextFile] = {cf.spec.service_id: cf for cf in contexts}
         self.store.track(self.contexts)
         self.metrics.specs_loaded.set(len(self.contexts))
+        self.metrics.record_config_load(True)
         self._scheduler: AsyncIOScheduler | None = None
-        self._inflight: set[asyncio.Task[object]] = set()
+        # The run in flight of each service id (at most one: max_instances=1).
+        self._inflight: dict[str, asyncio.Task[object]] = {}
+        self._first_round_done = False
 
     async def start(self) -> None:
         """Schedule every spec: first runs spread over a few seconds, then every interval."""
@@ -77,11 +117,18 @@ class Engine:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         ordered = sorted(self.contexts)
+        self._schedule(scheduler, ordered)
+        scheduler.start()
+        self._scheduler = scheduler
+        log.info("probing %d service(s): %s", len(ordered), ", ".join(ordered) or "none")
+
+    def _schedule(self, scheduler: AsyncIOScheduler, service_ids: Sequence[str]) -> None:
+        """First runs spread over a few seconds (not all at once), then every interval."""
         now = dt.datetime.now(dt.UTC)
-        for index, service_id in enumerate(ordered):
+        for index, service_id in enumerate(service_ids):
             spec = self.contexts[service_id].spec
             spread_s = min(self.settings.first_run_spread_s, spec.interval_s)
-            first = now + dt.timedelta(seconds=spread_s * index / max(1, len(ordered)))
+            first = now + dt.timedelta(seconds=spread_s * index / max(1, len(service_ids)))
             scheduler.add_job(
                 self._run_job,
                 IntervalTrigger(seconds=spec.interval_s, start_date=first, timezone=dt.UTC),
@@ -90,24 +137,22 @@ class Engine:
                 name=service_id,
                 next_run_time=first,
             )
-        scheduler.start()
-        self._scheduler = scheduler
-        log.info("probing %d service(s): %s", len(ordered), ", ".join(ordered) or "none")
 
     async def _run_job(self, service_id: str) -> None:
         context = self.contexts.get(service_id)
         task = asyncio.current_task()
         if context is None or task is None:
             return
-        self._inflight.add(task)
+        self._inflight[service_id] = task
         try:
             await self.runner.run(context.spec)
         except asyncio.CancelledError:
-            # Only stop() cancels a scheduled run. Let it end quietly: APScheduler would log
-            # the cancellation as a job error with a traceback on every shutdown mid-run.
-            log.info("%s: run cancelled at shutdown", service_id)
+            # Only stop() and apply() cancel a scheduled run. Let it end quietly: APScheduler
+            # would log the cancellation as a job error with a traceback.
+            log.info("%s: run cancelled (stopping, or its spec was removed or changed)", service_id)
         finally:
-            self._inflight.discard(task)
+            if self._inflight.get(service_id) is task:
+                del self._inflight[service_id]
 
     async def run_once(self, service_id: str) -> Result:
         """Run one probe now, outside the schedule (`zeroprobe run`)."""
@@ -120,11 +165,12 @@ class Engine:
             # AsyncIOScheduler.shutdown only schedules the shutdown on the loop: let it happen
             # now, so that the scheduler is stopped and no job starts after the clients close.
             await asyncio.sleep(0)
-        inflight = list(self._inflight)
+        inflight = list(self._inflight.values())
         for task in inflight:
             task.cancel()
         if inflight:
             await asyncio.wait(inflight, timeout=self.settings.shutdown_timeout_s)
+        await self.http.close()
         try:
             # A server that never answers endSessions must not hold up the exit.
             async with asyncio.timeout(self.settings.shutdown_timeout_s):
@@ -134,6 +180,73 @@ class Engine:
                 "closing MongoDB clients took over %ss; exiting anyway",
                 self.settings.shutdown_timeout_s,
             )
+
+    # Reloading ----------------------------------------------------------------------------
+
+    async def apply(self, contexts: Sequence[ContextFile]) -> ReloadSummary:
+        """Switch to a new, valid set of specs; the caller serializes calls (reload.py).
+
+        Added specs are scheduled at once. Removed ones stop and vanish from the store and the
+        metrics. Changed ones (a field other than `description` differs) stop and start afresh:
+        new schedule, empty history. Unchanged ones keep their results, history and schedule,
+        so a PUT for them never sees a gap; their new description and Markdown body are taken.
+        Clients no remaining spec uses are closed.
+        """
+        new = {cf.spec.service_id: cf for cf in contexts}
+        old = self.contexts
+        kept = new.keys() & old.keys()
+        changed = {sid for sid in kept if _probing(new[sid].spec) != _probing(old[sid].spec)}
+        summary = ReloadSummary(
+            added=tuple(sorted(new.keys() - old.keys())),
+            removed=tuple(sorted(old.keys() - new.keys())),
+            changed=tuple(sorted(changed)),
+            unchanged=tuple(sorted(kept - changed)),
+        )
+        # Probes added later do not make a ready instance unready (a Service would drop it).
+        self._first_round_pending()
+        stopping = [*summary.removed, *summary.changed]
+        for service_id in stopping:
+            if self._scheduler is not None:
+                with contextlib.suppress(JobLookupError):
+                    self._scheduler.remove_job(service_id)
+        await self._cancel_runs(stopping)
+        # No await from here to the scheduling: readers see the old set or the new one.
+        self.contexts = new
+        self.store.reset(summary.changed)
+        self.store.track(new)
+        for service_id in stopping:
+            kind = old[service_id].spec.kind
+            self.metrics.forget(service_id, kind)
+            probe_kind = self.kinds.get(kind)
+            if probe_kind is not None and probe_kind.forget is not None:
+                probe_kind.forget(service_id, self.metrics)
+        self.metrics.specs_loaded.set(len(new))
+        if self._scheduler is not None and self._scheduler.running:
+            self._schedule(self._scheduler, [*summary.added, *summary.changed])
+        await self._close_unused_clients()
+        return summary
+
+    async def _cancel_runs(self, service_ids: Sequence[str]) -> None:
+        tasks = [task for sid in service_ids if (task := self._inflight.get(sid)) is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=self.settings.shutdown_timeout_s)
+            if pending:
+                log.warning("%d cancelled probe run(s) still running", len(pending))
+
+    async def _close_unused_clients(self) -> None:
+        in_use = {getattr(cf.spec, "connection", None) for cf in self.contexts.values()}
+        for label in self.mongo.open_labels:
+            if label in in_use:
+                continue
+            try:
+                async with asyncio.timeout(self.settings.shutdown_timeout_s):
+                    await self.mongo.close_label(label)
+            except TimeoutError:
+                log.warning("closing the MongoDB client of %r took too long", label)
+            else:
+                log.info("closed the MongoDB client of %r: no spec uses it any more", label)
 
     # Reads for the HTTP layer -------------------------------------------------------------
 
@@ -155,7 +268,7 @@ class Engine:
         """Contexts loaded and the first round of probes finished."""
         checks = [Check("contexts", True, "")]
         checks.append(self._scheduler_check())
-        pending = [sid for sid in self.contexts if self.store.newest(sid) is None]
+        pending = self._first_round_pending()
         checks.append(
             Check(
                 "first_round",
@@ -168,6 +281,14 @@ class Engine:
         )
         return checks
 
+    def _first_round_pending(self) -> list[str]:
+        """Probes of the first round after start without a result yet; once none, always none."""
+        if self._first_round_done:
+            return []
+        pending = [sid for sid in self.contexts if self.store.newest(sid) is None]
+        self._first_round_done = not pending
+        return pending
+
     def liveness(self) -> list[Check]:
         """The Zero Problem collector contract: targets reached and results fresh."""
         checks = []
@@ -178,7 +299,7 @@ class Engine:
             if newest is None:
                 checks.append(Check(service_id, False, "no result yet"))
                 continue
-            limit_s = max(self.settings.liveness_max_age_s, spec.interval_s + spec.timeout_s)
+            limit_s = result_age_limit_s(self.settings, spec.interval_s, spec.timeout_s)
             age_s = (now - newest.collected_at_ms) / 1000
             if age_s > limit_s:
                 checks.append(
@@ -216,3 +337,8 @@ class Engine:
                 "scheduler", False, f"{len(overdue)} job(s) overdue by over {SCHEDULER_STALL_S:g}s"
             )
         return Check("scheduler", True)
+
+
+def _probing(spec: SpecBase) -> dict[str, object]:
+    """What a spec tells the probe to do: every field but the description, which is for people."""
+    return spec.model_dump(exclude={"description"})

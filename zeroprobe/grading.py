@@ -48,6 +48,19 @@ def grade_value(value: float, thresholds: Thresholds) -> Grade:
     return Grade.GREEN
 
 
+def grade_value_below(value: float, thresholds: Thresholds) -> Grade:
+    """Grade a value where smaller is worse (free disk, healthy replicas): the mirror bands.
+
+    Here yellow > red, and the bound is inclusive on the worse side: RED (-inf, red],
+    YELLOW (red, yellow], GREEN (yellow, inf).
+    """
+    if value <= thresholds.red:
+        return Grade.RED
+    if value <= thresholds.yellow:
+        return Grade.YELLOW
+    return Grade.GREEN
+
+
 def worst(lines: Iterable[Line]) -> Grade:
     """The overall grade: the worst graded line.
 

@@ -337,15 +337,19 @@ def _connection_warnings(
     label = getattr(spec, "connection", None)
     if not isinstance(label, str):
         return []
-    variable = connection_env_var(label)
-    if environ.get(variable):
-        return []
+    # The variables a spec names: its connection, and a bearer token (HTTP kinds).
+    named = [("connection", connection_env_var(label))]
+    token_variable = getattr(spec, "bearer_token_env", None)
+    if isinstance(token_variable, str):
+        named.append(("bearer_token_env", token_variable))
     return [
         SpecProblem(
             name,
-            lines.get(("connection",), 1),
-            "connection",
+            lines.get((field_name,), 1),
+            field_name,
             f"{variable} is not set: the probe will report RED until it is",
             severity="warning",
         )
+        for field_name, variable in named
+        if not environ.get(variable)
     ]

@@ -63,6 +63,17 @@ class Metrics:
             "Number of context specs being probed.",
             registry=self.registry,
         )
+        self.config_last_reload_successful = Gauge(
+            "zeroprobe_config_last_reload_successful",
+            "1 when the newest load of the context specs was applied; 0 when it was rejected "
+            "and the previous set kept running.",
+            registry=self.registry,
+        )
+        self.config_last_reload_success_time = Gauge(
+            "zeroprobe_config_last_reload_success_timestamp_seconds",
+            "Unix time of the newest load of the context specs that was applied (start counts).",
+            registry=self.registry,
+        )
         self.build_info = Gauge(
             "zeroprobe_build_info",
             "Always 1; the version is in the label.",
@@ -89,6 +100,12 @@ class Metrics:
             with contextlib.suppress(KeyError):
                 self.probe_runs.remove(service_id, kind, outcome)
         self.set_member_lags(service_id, {})
+
+    def record_config_load(self, ok: bool) -> None:
+        """The outcome of loading the context specs, at start or on a reload."""
+        self.config_last_reload_successful.set(1 if ok else 0)
+        if ok:
+            self.config_last_reload_success_time.set_to_current_time()
 
     def render(self) -> bytes:
         """The text exposition of every metric."""

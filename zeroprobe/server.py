@@ -1,4 +1,7 @@
-"""Serving: run the aiohttp app until SIGTERM or SIGINT, then stop within a few seconds."""
+"""Serving: run the aiohttp app until SIGTERM or SIGINT, then stop within a few seconds.
+
+While serving, SIGHUP and changes of the contexts folder reload the specs (reload.py).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from aiohttp import web
 
 from zeroprobe.app import create_app
 from zeroprobe.engine import Engine
+from zeroprobe.reload import RELOADER, reload_triggers
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,8 @@ async def serve(engine: Engine, on_started: Callable[[str], None] | None = None)
         log.info("serving on %s", url)
         if on_started is not None:
             on_started(url)
-        await stop.wait()
+        async with reload_triggers(app[RELOADER], settings.contexts_poll_s):
+            await stop.wait()
         log.info("stopping: cancelling probe runs and closing connections")
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):

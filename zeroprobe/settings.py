@@ -11,6 +11,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_CONTEXTS = "contexts"
 DEFAULT_LIVENESS_MAX_AGE_S = 180.0
+DEFAULT_CONTEXTS_POLL_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,9 @@ class Settings:
     # Longest spread of the first runs after start, so many probes do not fire at once.
     first_run_spread_s: float = 5.0
     shutdown_timeout_s: float = 3.0
+    # How often `serve` looks for changes in the contexts folder; 0: only SIGHUP and
+    # POST /-/reload reload. A change is applied once two looks agree (1-2 polls late).
+    contexts_poll_s: float = DEFAULT_CONTEXTS_POLL_S
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **overrides: object) -> Settings:
@@ -38,6 +42,11 @@ class Settings:
         if environ.get("ZEROPROBE_LIVENESS_MAX_AGE"):
             values["liveness_max_age_s"] = _duration(
                 environ["ZEROPROBE_LIVENESS_MAX_AGE"], "ZEROPROBE_LIVENESS_MAX_AGE"
+            )
+        poll = environ.get("ZEROPROBE_CONTEXTS_POLL", "").strip()
+        if poll:
+            values["contexts_poll_s"] = (
+                0.0 if poll in ("0", "off") else _duration(poll, "ZEROPROBE_CONTEXTS_POLL")
             )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -62,3 +71,9 @@ def _duration(value: str, name: str) -> float:
         return parse_duration_s(value)
     except ValueError as exc:
         raise SettingsError(f"{name}: {exc}") from None
+
+
+def result_age_limit_s(settings: Settings, interval_s: float, timeout_s: float) -> float:
+    """Age past which a result is stale (/liveness fails, the page marks it): the configured
+    limit, or one interval plus timeout for probes that run less often than that."""
+    return max(settings.liveness_max_age_s, interval_s + timeout_s)

@@ -76,6 +76,12 @@ class ResultStore:
         for service_id in wanted:
             self._history.setdefault(service_id, deque(maxlen=self._history_size))
 
+    def reset(self, service_ids: Iterable[str]) -> None:
+        """Drop the results of these tracked ids and keep tracking them (a changed spec)."""
+        for service_id in service_ids:
+            if service_id in self._history:
+                self._history[service_id] = deque(maxlen=self._history_size)
+
     def knows(self, service_id: str) -> bool:
         """True for a tracked id, with or without a result yet."""
         return service_id in self._history

@@ -1,0 +1,272 @@
+"""The one HTTP client of the HTTP-backed probes (Prometheus, Alertmanager).
+
+One `aiohttp.ClientSession` for every probe, opened on first use and closed when the engine
+stops. A connection label resolves to a base URL in ZEROPROBE_CONNECTION_<LABEL>: its
+`user:password@` becomes basic auth and is removed from the URL before any request, so the
+credentials never appear in a line, a log record or a metric. Every library error becomes a
+ProbeError with a plain-English line; replies are read up to a cap, so a huge reply cannot
+exhaust memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import json
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from schemas.context_spec import connection_env_var
+from zeroprobe import __version__
+from zeroprobe.durations import format_duration
+from zeroprobe.errors import (
+    ProbeConfigError,
+    ProbeConnectionError,
+    ProbeError,
+    ProbeReplyError,
+    ProbeTimeoutError,
+)
+from zeroprobe.redact import Redactor
+
+#: Replies larger than this are refused: a runaway query must not exhaust memory.
+MAX_REPLY_BYTES = 10 * 1024 * 1024
+#: How much of a non-JSON reply (an HTML error page of a proxy) a line may quote.
+SNIPPET_CHARS = 200
+USER_AGENT = f"zeroprobe/{__version__}"
+
+# The share of the probe's timeout given to one request, so that the request's own error
+# ("did not answer within 8s") arrives before the runner's timeout cuts the run short.
+REQUEST_TIMEOUT_SHARE = 0.8
+REQUEST_MARGIN_S = 0.25
+
+
+def request_timeout_s(timeout_s: float) -> float:
+    """The part of a probe's timeout given to its HTTP request."""
+    return max(
+        timeout_s * 0.5, min(timeout_s * REQUEST_TIMEOUT_SHARE, timeout_s - REQUEST_MARGIN_S)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HttpTarget:
+    """Where a label points: the base URL without credentials, and how to authenticate."""
+
+    label: str
+    base_url: URL
+    #: Authorization (basic from the URL's user:password, or bearer), never logged.
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def display(self) -> str:
+        """`host:port[/path]` as lines show it: never credentials, and never the whole value of
+        the variable, which the redactor treats as a secret and would blank out."""
+        path = self.base_url.path.rstrip("/")
+        return f"{self.base_url.host_port_subcomponent}{path}"
+
+    def url(self, path: str) -> URL:
+        """`path` below the base URL, keeping a path prefix (http://host/prometheus)."""
+        return self.base_url.with_path(self.base_url.path.rstrip("/") + path)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReply:
+    """A reply read in full: status, and the body parsed as JSON when it is JSON."""
+
+    status: int
+    reason: str
+    data: Any = None
+    is_json: bool = False
+    snippet: str = ""  # the start of a body that is not JSON, on one line
+
+    @property
+    def status_text(self) -> str:
+        """`HTTP 503 Service Unavailable`."""
+        return f"HTTP {self.status} {self.reason}".rstrip()
+
+
+class HttpClient:
+    """The shared session, and the targets of connection labels resolved from the environment."""
+
+    def __init__(
+        self,
+        environ: Mapping[str, str],
+        redact: Redactor,
+        *,
+        max_reply_bytes: int = MAX_REPLY_BYTES,
+    ) -> None:
+        self._environ = environ
+        self._redact = redact
+        self._max_reply_bytes = max_reply_bytes
+        self._session: aiohttp.ClientSession | None = None
+
+    def target(self, label: str, bearer_token_env: str | None = None) -> HttpTarget:
+        """The target of `label`; ProbeConfigError when its variable is unset or unusable."""
+        variable = connection_env_var(label)
+        raw = self._environ.get(variable, "").strip()
+        if not raw:
+            raise ProbeConfigError(f"connection {label!r}: {variable} is not set")
+        self._redact.add(raw)
+        try:
+            url = URL(raw)
+            host = url.host
+        except (ValueError, TypeError):
+            raise ProbeConfigError(
+                f"connection {label!r}: {variable} is not a usable URL"
+            ) from None
+        if url.scheme not in ("http", "https") or not host:
+            raise ProbeConfigError(
+                f"connection {label!r}: {variable} must be an http:// or https:// URL with a "
+                "host, like http://<host>:9090"
+            )
+        if url.query_string or url.fragment:
+            raise ProbeConfigError(
+                f"connection {label!r}: {variable} must be a base URL without '?' or '#'"
+            )
+        headers: dict[str, str] = {}
+        if url.user is not None or url.password is not None:
+            for secret in (url.password, url.raw_password):
+                if secret:
+                    self._redact.add(secret)
+            userinfo = f"{url.user or ''}:{url.password or ''}".encode()
+            encoded = base64.b64encode(userinfo).decode("ascii")
+            self._redact.add(encoded)
+            headers["Authorization"] = f"Basic {encoded}"
+        if bearer_token_env:
+            token = self._environ.get(bearer_token_env, "").strip()
+            if not token:
+                raise ProbeConfigError(
+                    f"bearer_token_env: {bearer_token_env} is not set (it should hold the "
+                    f"token for connection {label!r})"
+                )
+            if headers:
+                raise ProbeConfigError(
+                    f"connection {label!r}: {variable} has user:password and the spec names "
+                    "bearer_token_env: use one of them"
+                )
+            self._redact.add(token)
+            headers["Authorization"] = f"Bearer {token}"
+        base = url.with_user(None).with_password(None)
+        return HttpTarget(label=label, base_url=base, headers=headers)
+
+    def session(self) -> aiohttp.ClientSession:
+        """The shared session, opened on first use (inside the running event loop)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers={"User-Agent": USER_AGENT},
+                # Credentials travel only in the headers target() builds, never in the URL.
+                trust_env=False,
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the shared session, if one was opened."""
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    async def request_json(
+        self,
+        target: HttpTarget,
+        method: str,
+        path: str,
+        *,
+        service: str,
+        timeout_s: float,
+        params: Sequence[tuple[str, str]] = (),
+        form: Mapping[str, str] | None = None,
+    ) -> HttpReply:
+        """Send one request and read the whole reply, parsing it as JSON when it is JSON.
+
+        Any status is returned: the probe knows what each one means for its service. Whatever
+        keeps a reply from arriving in full is raised as a ProbeError naming `service`.
+        """
+        url = target.url(path)
+        where = f"{service} at {target.display}"
+        try:
+            async with self.session().request(
+                method,
+                url,
+                params=list(params),
+                data=dict(form) if form is not None else None,
+                headers=dict(target.headers),
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+                allow_redirects=False,
+            ) as response:
+                body = await self._read_capped(response, service)
+                return _reply(response, body)
+        except ProbeError:
+            raise
+        except TimeoutError:
+            raise ProbeTimeoutError(
+                f"{where} did not answer within {format_duration(timeout_s)}"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise self._map_client_error(exc, where) from None
+
+    async def _read_capped(self, response: aiohttp.ClientResponse, service: str) -> bytes:
+        limit = self._max_reply_bytes
+        too_large = ProbeReplyError(
+            f"reply of {service} larger than {limit // (1024 * 1024)} MiB: not read "
+            "(narrow the query or the matchers)"
+        )
+        if response.content_length is not None and response.content_length > limit:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _map_client_error(self, exc: aiohttp.ClientError, where: str) -> ProbeError:
+        detail = self._redact(str(exc) or type(exc).__name__)
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
+            return ProbeConnectionError(f"TLS error talking to {where}: {detail}")
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            # aiohttp 3.11+ raises ClientConnectorDNSError; every version carries the gaierror.
+            if isinstance(exc.os_error, socket.gaierror):
+                return ProbeConnectionError(f"cannot connect to {where}: host name not resolvable")
+            if exc.os_error.errno == errno.ECONNREFUSED:
+                return ProbeConnectionError(f"cannot connect to {where}: connection refused")
+            reason = exc.os_error.strerror or detail
+            return ProbeConnectionError(f"cannot connect to {where}: {reason}")
+        if isinstance(exc, aiohttp.ServerDisconnectedError):
+            return ProbeConnectionError(f"{where} closed the connection without a reply")
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return ProbeReplyError(f"reply of {where} was cut off: {detail}")
+        if isinstance(exc, aiohttp.InvalidURL):
+            return ProbeConfigError(f"invalid URL for {where}")
+        return ProbeConnectionError(f"request to {where} failed: {detail}")
+
+
+def _reply(response: aiohttp.ClientResponse, body: bytes) -> HttpReply:
+    status, reason = response.status, response.reason or ""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        text = body.decode("utf-8", errors="replace")
+        snippet = " ".join(text.split())[:SNIPPET_CHARS]
+        return HttpReply(status=status, reason=reason, snippet=snippet)
+    return HttpReply(status=status, reason=reason, data=data, is_json=True)
+
+
+def status_line(reply: HttpReply, service: str, path: str) -> str:
+    """A plain reason for a status the service's API does not answer with by itself."""
+    if reply.status in (401, 403):
+        return f"{service} refused the credentials ({reply.status_text}): check the connection"
+    if reply.status == 404:
+        return f"no {service} API at {path} ({reply.status_text}): check the connection's base URL"
+    if 300 <= reply.status < 400:
+        return (
+            f"{service} redirected the request ({reply.status_text}): "
+            "set the connection to the final address"
+        )
+    snippet = f": {reply.snippet[:120]}" if reply.snippet else ""
+    return f"{service} answered {reply.status_text}{snippet}"
