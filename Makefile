@@ -3,14 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-SOURCES := zeroprobe probes schemas tests
+SOURCES := zeroprobe probes schemas tests bench
 
 # Debian packages the tests drive as real servers, as command=package pairs: installed by
 # `make system-deps` (root, apt-get) when the command is missing.
 APT_REQUIRES := prometheus=prometheus promtool=prometheus \
 	prometheus-alertmanager=prometheus-alertmanager chromium=chromium
 
-.PHONY: install system-deps check test demo schemas configmap clean
+.PHONY: install system-deps check test bench demo schemas configmap clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ system-deps:
 
 test: check system-deps
 	$(BIN)/pytest
+
+# Benchmarks (not tests): rewrites docs/benchmarks.md in about 10 minutes; wrk from Debian.
+bench: install
+	@command -v wrk >/dev/null 2>&1 || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk; }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m bench.main --slow-window 65
 
 demo: install
 	$(BIN)/zeroprobe demo

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from zeroprobe.grading import Line
@@ -23,6 +23,9 @@ class ProbeContext:
     redact: Redactor
     #: The one HTTP session of the HTTP-backed kinds (Prometheus, Alertmanager).
     http: HttpClient
+    #: What a kind keeps between runs, keyed by service id (pipeline_health: the last result
+    #: while a provider's rate limit lasts). Only the probe of that service id touches its entry.
+    memory: dict[str, Any] = field(default_factory=dict)
 
 
 class Observation:

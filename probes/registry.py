@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from probes import alertmanager_alerts, mongo_replication_lag, prometheus_query
+from probes import alertmanager_alerts, mongo_replication_lag, pipeline_health, prometheus_query
 from probes.base import ProbeKind
 
 PROBES: dict[str, ProbeKind] = {
@@ -26,6 +26,12 @@ PROBES: dict[str, ProbeKind] = {
         name="alertmanager_alerts",
         probe=alertmanager_alerts.probe_alertmanager_alerts,
         grade=alertmanager_alerts.grade_alertmanager_alerts,
+        liveness_needs_target=False,
+    ),
+    "pipeline_health": ProbeKind(
+        name="pipeline_health",
+        probe=pipeline_health.probe_pipeline_health,
+        grade=pipeline_health.grade_pipeline_health,
         liveness_needs_target=False,
     ),
 }

@@ -181,6 +181,17 @@ def check_connection_label(value: Any) -> Any:
     return value
 
 
+def check_token_env(value: Any, *, example: str) -> Any:
+    """A token field names the variable holding the token; the token itself never goes in a
+    file (and the message does not quote what was written)."""
+    if isinstance(value, str) and not re.match(ENV_VAR_PATTERN, value):
+        raise ValueError(
+            "must name an environment variable that holds the token (letters, digits "
+            f"and '_', like {example}), never the token itself"
+        )
+    return value
+
+
 def _grade_name(value: Any) -> Any:
     """Colours may be written in any case: `red` is RED."""
     if isinstance(value, str) and value.strip().upper() in Grade.__members__:
@@ -231,12 +242,7 @@ class HttpSpecBase(SpecBase):
     @field_validator("bearer_token_env", mode="before")
     @classmethod
     def _env_name(cls, value: Any) -> Any:
-        if isinstance(value, str) and not re.match(ENV_VAR_PATTERN, value):
-            raise ValueError(
-                "must name an environment variable that holds the token (letters, digits "
-                "and '_', like PROMETHEUS_TOKEN), never the token itself"
-            )
-        return value
+        return check_token_env(value, example="PROMETHEUS_TOKEN")
 
 
 class QueryThresholds(BaseModel):
@@ -384,11 +390,166 @@ class AlertmanagerAlertsSpec(HttpSpecBase):
         return value
 
 
+def _check_regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+class PipelineHint(BaseModel):
+    """A log pattern and the hint shown when the failed job's log tail matches it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pattern: Annotated[str, AfterValidator(_check_regex)] = Field(
+        description="A Python regular expression searched in the last 64 KiB of the log."
+    )
+    hint: str = Field(min_length=1, description="What the line says, e.g. 'out of memory'.")
+
+    @field_validator("hint")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\n" in value or "\r" in value or not value.strip():
+            raise ValueError("must be one non-empty line")
+        return value
+
+
+PipelineProvider = Literal["github", "gitlab", "jenkins"]
+
+#: The target fields each provider needs; any other provider's target field is an error.
+PIPELINE_TARGETS: dict[str, tuple[str, ...]] = {
+    "github": ("repository", "workflow"),
+    "gitlab": ("project",),
+    "jenkins": ("job",),
+}
+
+
+class PipelineHealthSpec(SpecBase):
+    """The health of a CI pipeline on one branch: GitHub Actions, GitLab CI or Jenkins.
+
+    GREEN when the newest completed run succeeded and nothing is stuck; YELLOW when it failed
+    once, a run looks stuck or the failure rate reaches `yellow_failure_rate`; RED at
+    `red_consecutive_failures` in a row or no success for `red_without_success`. Cancelled
+    and skipped runs are not failures.
+    """
+
+    kind: Literal["pipeline_health"]
+    provider: PipelineProvider = Field(description="github, gitlab or jenkins.")
+    connection: str = Field(
+        description="A label; the API base URL (https://api.github.com, "
+        "https://gitlab.example.com, https://jenkins.example.com) is read from "
+        "ZEROPROBE_CONNECTION_<LABEL>.",
+        pattern=CONNECTION_LABEL_PATTERN,
+    )
+    token_env: str | None = Field(
+        default=None,
+        description="Name of the environment variable holding the API token (Jenkins: "
+        "user:token). The token itself never goes in a file and is never logged.",
+        pattern=ENV_VAR_PATTERN,
+    )
+    repository: str | None = Field(
+        default=None, validate_default=True, description="GitHub: owner/name."
+    )
+    workflow: str | None = Field(
+        default=None,
+        validate_default=True,
+        description="GitHub: the workflow's file name (ci.yml) or numeric id.",
+    )
+    project: str | None = Field(
+        default=None,
+        validate_default=True,
+        description="GitLab: the project's numeric id or its path, group/name.",
+    )
+    job: str | None = Field(
+        default=None,
+        validate_default=True,
+        description="Jenkins: the job's path, folders separated by '/' (team/app/main).",
+    )
+    branch: str = Field(
+        default="main",
+        min_length=1,
+        description="The branch (GitLab: ref). Jenkins: the job is the branch.",
+    )
+    runs: int = Field(
+        default=20, ge=1, le=100, description="How many recent completed runs to weigh."
+    )
+    red_consecutive_failures: int = Field(
+        default=3, ge=1, description="RED at this many failed runs in a row."
+    )
+    red_without_success: Duration = Field(
+        default=86400.0,
+        validate_default=True,
+        description="RED when the newest run failed and nothing succeeded for this long.",
+    )
+    stuck_factor: float = Field(
+        default=3.0,
+        gt=1,
+        allow_inf_nan=False,
+        description="A run in progress is stuck after this many times the median duration "
+        "of recent successful runs.",
+    )
+    yellow_failure_rate: float = Field(
+        default=0.30,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="YELLOW when this share (0.3 = 30 %) of the weighed runs failed.",
+    )
+    hints: list[PipelineHint] = Field(
+        default_factory=list,
+        description="Extra {pattern, hint} pairs, tried before the built-in ones.",
+    )
+
+    @field_validator("connection", mode="before")
+    @classmethod
+    def _no_uri(cls, value: Any) -> Any:
+        return check_connection_label(value)
+
+    @field_validator("token_env", mode="before")
+    @classmethod
+    def _env_name(cls, value: Any) -> Any:
+        return check_token_env(value, example="GITHUB_TOKEN")
+
+    @field_validator("repository", "workflow", "project", "job", mode="before")
+    @classmethod
+    def _target_as_text(cls, value: Any) -> Any:
+        # A numeric workflow or project id may be written without quotes.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("repository", "workflow", "project", "job")
+    @classmethod
+    def _check_target(cls, value: str | None, info: ValidationInfo) -> str | None:
+        provider = info.data.get("provider")
+        name = info.field_name or ""
+        if provider is None:
+            return value
+        needed = PIPELINE_TARGETS[provider]
+        if name in needed and (value is None or not value.strip()):
+            raise ValueError(f"required with provider {provider}")
+        if name not in needed and value is not None:
+            owner = next(p for p, fields in PIPELINE_TARGETS.items() if name in fields)
+            raise ValueError(
+                f"is for provider {owner}; provider {provider} uses " + " and ".join(needed)
+            )
+        if value is None:
+            return value
+        if name == "repository" and not re.match(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", value):
+            raise ValueError(f"{value!r} is not owner/name")
+        if name in ("job", "project") and any(not part for part in value.strip("/").split("/")):
+            raise ValueError(f"{value!r} has an empty path segment")
+        return value
+
+
 #: Every spec model, one per probe kind. A test checks it names the same kinds as the registry.
 SPEC_TYPES: tuple[type[SpecBase], ...] = (
     MongoReplicationLagSpec,
     PrometheusQuerySpec,
     AlertmanagerAlertsSpec,
+    PipelineHealthSpec,
 )
 
 

@@ -17,7 +17,7 @@ from zeroprobe.loader import load_contexts, load_file
 CONTEXTS = TESTDATA / "contexts"
 ALLOWED = "(allowed: connection, description, interval, kind, service_id, thresholds, timeout)"
 ID_RULE = "use letters, digits, '.', '_' and '-', starting with a letter or digit"
-KINDS = "alertmanager_alerts, mongo_replication_lag, prometheus_query"
+KINDS = "alertmanager_alerts, mongo_replication_lag, pipeline_health, prometheus_query"
 GRADES = "Input should be 'GREEN', 'YELLOW' or 'RED'"
 
 # File name -> the problems printed for it, each as `line: field: message` after `path:`.
@@ -156,6 +156,19 @@ INVALID: dict[str, list[str]] = {
     ],
     "invalid-alertmanager-grades.yaml": [
         f"6: grades.info: {GRADES} (got 'BLUE')",
+    ],
+    "invalid-pipeline-hint-regex.yaml": [
+        "10: hints.1.pattern: '(oom' is not a valid regular expression: missing ), "
+        "unterminated subpattern at position 0",
+    ],
+    "invalid-pipeline-token-in-file.yaml": [
+        "5: token_env: must name an environment variable that holds the token (letters, "
+        "digits and '_', like GITHUB_TOKEN), never the token itself",
+        "7: runs: Input should be greater than or equal to 1 (got 0)",
+    ],
+    "invalid-pipeline-wrong-target.yaml": [
+        "1: project: required with provider gitlab",
+        "5: repository: is for provider github; provider gitlab uses project",
     ],
     "invalid-alertmanager-unknown-key.yaml": [
         "4: include_silence: unknown field, did you mean 'include_silenced'? (allowed: "

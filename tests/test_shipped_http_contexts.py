@@ -20,6 +20,13 @@ ENV = {
     "ZEROPROBE_CONNECTION_PROMETHEUS": "http://prometheus:9090",
     "ZEROPROBE_CONNECTION_ALERTMANAGER": "http://alertmanager:9093",
     "ZEROPROBE_CONNECTION_CLUSTERKEEPER": "mongodb://db1:27017/?replicaSet=rs0",
+    # The CI examples (tests/test_shipped_pipeline_contexts.py).
+    "ZEROPROBE_CONNECTION_GITHUB": "https://api.github.com",
+    "GITHUB_TOKEN": "t",
+    "ZEROPROBE_CONNECTION_GITLAB": "https://gitlab.example.com",
+    "GITLAB_TOKEN": "t",
+    "ZEROPROBE_CONNECTION_JENKINS": "https://jenkins.example.com",
+    "JENKINS_TOKEN": "u:t",
 }
 
 

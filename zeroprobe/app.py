@@ -59,6 +59,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
 
 async def _discard_body(request: web.Request) -> bool:
     """Read and drop the request body; False when it is larger than MAX_BODY_BYTES."""
+    if not request.body_exists:
+        return True  # the usual PUT: nothing to read, no await
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         return False
     received = 0

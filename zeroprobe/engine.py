@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 
 # A job whose planned start is this far in the past means the scheduler has stalled.
 SCHEDULER_STALL_S = 30.0
+
+# First runs start at most this many per second: many specs spread over more than
+# first_run_spread_s (up to a whole interval), so they never all fire in the same seconds.
+MAX_FIRST_STARTS_PER_S = 200.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +114,9 @@ class Engine:
         # The run in flight of each service id (at most one: max_instances=1).
         self._inflight: dict[str, asyncio.Task[object]] = {}
         self._first_round_done = False
+        # Planned first start (epoch seconds) and interval of each scheduled id: a run's
+        # planned start follows from them, for the start-delay histogram.
+        self._plan: dict[str, tuple[float, float]] = {}
 
     async def start(self) -> None:
         """Schedule every spec: first runs spread over a few seconds, then every interval."""
@@ -125,10 +133,12 @@ class Engine:
     def _schedule(self, scheduler: AsyncIOScheduler, service_ids: Sequence[str]) -> None:
         """First runs spread over a few seconds (not all at once), then every interval."""
         now = dt.datetime.now(dt.UTC)
+        paced_s = len(service_ids) / MAX_FIRST_STARTS_PER_S
         for index, service_id in enumerate(service_ids):
             spec = self.contexts[service_id].spec
-            spread_s = min(self.settings.first_run_spread_s, spec.interval_s)
+            spread_s = min(max(self.settings.first_run_spread_s, paced_s), spec.interval_s)
             first = now + dt.timedelta(seconds=spread_s * index / max(1, len(service_ids)))
+            self._plan[service_id] = (first.timestamp(), spec.interval_s)
             scheduler.add_job(
                 self._run_job,
                 IntervalTrigger(seconds=spec.interval_s, start_date=first, timezone=dt.UTC),
@@ -143,6 +153,13 @@ class Engine:
         task = asyncio.current_task()
         if context is None or task is None:
             return
+        plan = self._plan.get(service_id)
+        if plan is not None:
+            first_s, interval_s = plan
+            late_s = time.time() - first_s
+            # Planned starts are first + k * interval; a run is never a whole interval late
+            # (coalesce=True), so the remainder is how late this one started.
+            self.metrics.start_delay.observe(late_s % interval_s if late_s > 0 else 0.0)
         self._inflight[service_id] = task
         try:
             await self.runner.run(context.spec)
@@ -215,6 +232,7 @@ class Engine:
         self.store.reset(summary.changed)
         self.store.track(new)
         for service_id in stopping:
+            self._plan.pop(service_id, None)
             kind = old[service_id].spec.kind
             self.metrics.forget(service_id, kind)
             probe_kind = self.kinds.get(kind)

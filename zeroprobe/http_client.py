@@ -11,10 +11,11 @@ exhaust memory.
 from __future__ import annotations
 
 import base64
+import contextlib
 import errno
 import json
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +90,21 @@ class HttpReply:
         return f"HTTP {self.status} {self.reason}".rstrip()
 
 
+@dataclass(frozen=True, slots=True)
+class RawReply:
+    """A reply as bytes, with its headers (lower-cased names): for kinds that read headers."""
+
+    status: int
+    reason: str
+    headers: Mapping[str, str]
+    body: bytes
+
+    @property
+    def status_text(self) -> str:
+        """`HTTP 503 Service Unavailable`."""
+        return f"HTTP {self.status} {self.reason}".rstrip()
+
+
 class HttpClient:
     """The shared session, and the targets of connection labels resolved from the environment."""
 
@@ -153,6 +169,10 @@ class HttpClient:
         base = url.with_user(None).with_password(None)
         return HttpTarget(label=label, base_url=base, headers=headers)
 
+    def environ_value(self, name: str) -> str:
+        """The stripped value of environment variable `name`; empty when unset."""
+        return self._environ.get(name, "").strip()
+
     def session(self) -> aiohttp.ClientSession:
         """The shared session, opened on first use (inside the running event loop)."""
         if self._session is None or self._session.closed:
@@ -187,7 +207,7 @@ class HttpClient:
         """
         url = target.url(path)
         where = f"{service} at {target.display}"
-        try:
+        with self._mapped_errors(where, timeout_s):
             async with self.session().request(
                 method,
                 url,
@@ -199,6 +219,12 @@ class HttpClient:
             ) as response:
                 body = await self._read_capped(response, service)
                 return _reply(response, body)
+
+    @contextlib.contextmanager
+    def _mapped_errors(self, where: str, timeout_s: float) -> Iterator[None]:
+        """Whatever keeps a reply from arriving in full, as a ProbeError naming `where`."""
+        try:
+            yield
         except ProbeError:
             raise
         except TimeoutError:
@@ -207,6 +233,44 @@ class HttpClient:
             ) from None
         except aiohttp.ClientError as exc:
             raise self._map_client_error(exc, where) from None
+
+    async def fetch(
+        self,
+        url: URL,
+        *,
+        service: str,
+        where: str,
+        timeout_s: float,
+        headers: Mapping[str, str],
+        tail_bytes: int | None = None,
+    ) -> RawReply:
+        """GET an absolute `url` with exactly `headers`; no redirect is followed.
+
+        The body is read up to the cap, or, with `tail_bytes`, streamed to its end keeping
+        only its last `tail_bytes` (a job log may be far larger than we want in memory).
+        """
+        with self._mapped_errors(where, timeout_s):
+            async with self.session().get(
+                url,
+                headers=dict(headers),
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+                allow_redirects=False,
+            ) as response:
+                if tail_bytes is None:
+                    body = await self._read_capped(response, service)
+                else:
+                    kept = bytearray()
+                    async for chunk in response.content.iter_chunked(64 * 1024):
+                        kept += chunk
+                        if len(kept) > tail_bytes:
+                            del kept[: len(kept) - tail_bytes]
+                    body = bytes(kept)
+                return RawReply(
+                    status=response.status,
+                    reason=response.reason or "",
+                    headers={k.lower(): v for k, v in response.headers.items()},
+                    body=body,
+                )
 
     async def _read_capped(self, response: aiohttp.ClientResponse, service: str) -> bytes:
         limit = self._max_reply_bytes

@@ -190,11 +190,21 @@ def _split_front_matter(text: str) -> tuple[str, str, int] | SpecProblem:
     )
 
 
+_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _parse_yaml(
     text: str, name: str, line_offset: int
 ) -> tuple[Any, dict[KeyPath, int], list[SpecProblem]]:
     """Parse one YAML document; return its data, the line of every key, and duplicate keys."""
-    nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    try:
+        # libyaml when PyYAML has it: ~10x faster, which counts with thousands of specs.
+        nodes = list(yaml.compose_all(text, Loader=_FAST_LOADER))
+        data = next(iter(yaml.load_all(text, Loader=_FAST_LOADER)), None)
+    except yaml.YAMLError:
+        # The pure-Python parser again, for its error messages and marks.
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        data = next(iter(yaml.safe_load_all(text)), None)
     # A trailing '---' (an empty last document) is harmless: only real documents count.
     nodes = [node for index, node in enumerate(nodes) if index == 0 or not _empty(node)]
     if len(nodes) > 1:
@@ -205,7 +215,6 @@ def _parse_yaml(
             {},
             [SpecProblem(name, line, "yaml", "more than one YAML document: one spec per file")],
         )
-    data = next(iter(yaml.safe_load_all(text)), None)
     lines: dict[KeyPath, int] = {}
     problems: list[SpecProblem] = []
     if nodes and nodes[0] is not None:
@@ -342,6 +351,9 @@ def _connection_warnings(
     token_variable = getattr(spec, "bearer_token_env", None)
     if isinstance(token_variable, str):
         named.append(("bearer_token_env", token_variable))
+    pipeline_token = getattr(spec, "token_env", None)
+    if isinstance(pipeline_token, str):
+        named.append(("token_env", pipeline_token))
     return [
         SpecProblem(
             name,

@@ -9,6 +9,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     disable_created_metrics,
     generate_latest,
 )
@@ -21,6 +22,10 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # `_created` series double the exposition and no dashboard of ours reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+# Seconds: fine below 10 ms (a punctual start), coarse up to a run that is half a minute late.
+_DELAY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 class Metrics:
@@ -81,6 +86,19 @@ class Metrics:
             registry=self.registry,
         )
         self.build_info.labels(version=__version__).set(1)
+        # Label-free, so their size does not grow with the number of specs.
+        self.start_delay = Histogram(
+            "zeroprobe_probe_start_delay_seconds",
+            "Actual start of a scheduled probe run minus its planned start.",
+            buckets=_DELAY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.run_duration = Histogram(
+            "zeroprobe_probe_run_duration_seconds",
+            "Duration of every probe run, all probes together.",
+            buckets=_DELAY_BUCKETS_S,
+            registry=self.registry,
+        )
         self._members: dict[str, set[str]] = {}
 
     def set_member_lags(self, service_id: str, lags_s: Mapping[str, float]) -> None:

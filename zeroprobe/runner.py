@@ -94,6 +94,7 @@ class ProbeRunner:
         self._metrics.probe_status.labels(**labels).set(result.grade.rank)
         self._metrics.probe_duration.labels(**labels).set(result.duration_s)
         self._metrics.probe_runs.labels(**labels, outcome=result.outcome).inc()
+        self._metrics.run_duration.observe(result.duration_s)
         if observation is not None:
             self._metrics.last_success.labels(**labels).set(result.collected_at_ms / 1000)
             if kind.export is not None:

@@ -1,0 +1,1 @@
+"""Benchmarks of zeroprobe (`make bench`): not tests; they rewrite docs/benchmarks.md."""

@@ -1,0 +1,227 @@
+"""`make bench`: run every benchmark and rewrite docs/benchmarks.md.
+
+python -m bench.main                  # the full run (about 10 minutes on 2 cores)
+python -m bench.main --tiny --out F   # the smoke run of the test suite: tiny sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from bench import live
+from bench.common import PYTHON, ROOT, machine, median
+
+Table = list[list[str]]
+SECTIONS = ("startup", "overhead", "http", "scale")
+
+
+def table(header: Sequence[str], rows: Table) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def in_child(module: str, *args: object) -> dict[str, float]:
+    out = subprocess.run(
+        [PYTHON, "-m", module, *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        timeout=600,
+    ).stdout
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def startup(sizes: Sequence[int], runs: int) -> str:
+    rows: Table = []
+    for interval in (60,):
+        for size in sizes:
+            got = [in_child("bench.startup", size, interval) for _ in range(runs)]
+            rows.append(
+                [
+                    f"{size:,}",
+                    f"{interval} s",
+                    f"{median([g['load_s'] for g in got]):.3f}",
+                    f"{median([g['startup_s'] for g in got]):.3f}",
+                    f"{median([g['rss_loaded_per_probe'] for g in got]) / 1024:.1f}",
+                    f"{median([g['rss_per_probe'] for g in got]) / 1024:.1f}",
+                ]
+            )
+    head = [
+        "specs",
+        "interval",
+        "load + validate (s)",
+        "start-up: load + validate + first schedule (s)",
+        "RSS per probe, no result (KiB)",
+        "RSS per probe, 60 results (KiB)",
+    ]
+    cmd = f"python -m bench.startup SPECS INTERVAL  # median of {runs} fresh processes"
+    return f"```\n{cmd}\n```\n\n" + table(head, rows)
+
+
+def overhead(rounds: int, block: int) -> str:
+    got = in_child("bench.overhead", rounds, block)
+    rows = [
+        [
+            f"{int(got['runs_each'])}",
+            f"{got['probe_ms']:.3f}",
+            f"{got['raw_ms']:.3f}",
+            f"**{got['ratio']:.2f}×**",
+        ]
+    ]
+    head = ["runs each", "probe run (ms, median)", "raw 2 commands (ms, median)", "ratio"]
+    cmd = f"python -m bench.overhead {rounds} {block}  # {rounds} alternating blocks of {block}"
+    return f"```\n{cmd}\n```\n\n" + table(head, rows)
+
+
+def http(probe_counts: Sequence[int], rounds: int, duration_s: int, conns: int) -> str:
+    if shutil.which("wrk") is None:
+        return "_wrk is not installed: skipped (`make bench` installs it)._"
+    rows: Table = []
+    for probes in probe_counts:
+        got = live.http(probes, rounds, duration_s, conns)
+        rows.append(
+            [
+                "idle (1 spec)" if probes == 0 else f"{probes:,} probes every 5 s",
+                f"{got['zp_rps']:,.0f}",
+                f"{got['bare_rps']:,.0f}",
+                f"**{got['ratio']:.2f}×**",
+                f"{got['zp_p50_ms']:.2f} / {got['zp_p99_ms']:.2f}",
+                f"{got['bare_p50_ms']:.2f} / {got['bare_p99_ms']:.2f}",
+                f"{got['half_rps']:,.0f}",
+                f"{got['half_zp_p50_ms']:.2f} / {got['half_zp_p99_ms']:.2f}",
+                f"{got['half_bare_p99_ms']:.2f}",
+                f"{int(got['errors'])}",
+            ]
+        )
+    head = [
+        "load",
+        "zeroprobe req/s",
+        "bare aiohttp req/s",
+        "ratio",
+        "zeroprobe p50 / p99 (ms)",
+        "bare p50 / p99 (ms)",
+        "paced rate (req/s)",
+        "zeroprobe paced p50 / p99 (ms)",
+        "bare paced p99 (ms)",
+        "errors",
+    ]
+    cmd = (
+        f"wrk -t1 -c{conns} -d{duration_s}s --latency -s bench/put.lua URL   "
+        f"# {rounds} rounds, A/B order alternating\n"
+        f"BENCH_DELAY_MS=2 wrk -t1 -cN -d{duration_s}s --latency -s bench/put_paced.lua URL"
+        "   # paced at half of zeroprobe's rate"
+    )
+    return f"```\n{cmd}\n```\n\n" + table(head, rows)
+
+
+def scale(sizes: Sequence[int], interval_s: int, window_s: float, samples: int) -> str:
+    rows: Table = []
+    metrics_rows: Table = []
+    for size in sizes:
+        got = live.scale(size, interval_s, window_s, samples)
+        rows.append(
+            [
+                f"{size:,}",
+                f"{interval_s} s",
+                f"{got['ready_s']:.1f}",
+                f"{int(got['runs']):,}",
+                f"{got['cpu_core'] * 100:.0f} %",
+                f"{got['jitter_p50_s'] * 1000:g} / {got['jitter_p99_s'] * 1000:g}",
+                f"{got['duration_p99_s'] * 1000:g}",
+                f"{int(got['sockets_max'])}",
+                f"{got['rss_mib']:.0f}",
+            ]
+        )
+        metrics_rows.append(
+            [f"{size:,}", f"{got['metrics_bytes'] / 1024:,.0f}", f"{got['metrics_ms']:.1f}"]
+        )
+    head = [
+        "specs",
+        "interval",
+        "ready after (s)",
+        f"runs in {window_s:g} s window",
+        "CPU (of one core, median)",
+        "start jitter p50 / p99 (ms, ≤ bucket bound)",
+        "probe duration p99 (ms, ≤ bucket bound)",
+        "sockets to targets (max)",
+        "RSS (MiB)",
+    ]
+    cmd = f"live.scale(SPECS, {interval_s}, {window_s:g}, {samples})  # see bench/live.py"
+    return (
+        f"```\n{cmd}\n```\n\n"
+        + table(head, rows)
+        + "\n\n/metrics of the same runs (GET, median of 3):\n\n"
+        + table(["specs", "size (KiB)", "render + transfer (ms)"], metrics_rows)
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument("--tiny", action="store_true", help="smoke sizes, seconds not minutes")
+    parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    parser.add_argument("--scale-sizes", default="100,1000,10000")
+    parser.add_argument("--slow-window", type=float, default=0, help="also 60 s live, window s")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(","))
+    sizes = [int(s) for s in args.scale_sizes.split(",")]
+    tiny = args.tiny
+    parts: list[tuple[str, Callable[[], str]]] = []
+    if "startup" in only:
+        startup_sizes = [20] if tiny else [100, 1000, 10000]
+        parts.append(("Start-up and memory", lambda: startup(startup_sizes, 1 if tiny else 2)))
+    if "overhead" in only:
+        parts.append(("Probe overhead", lambda: overhead(2 if tiny else 6, 5 if tiny else 50)))
+    if "http" in only:
+        parts.append(
+            (
+                "HTTP: PUT /<id>",
+                lambda: http([0] if tiny else [0, 1000], 2 if tiny else 3, 1 if tiny else 5, 32),
+            )
+        )
+    if "scale" in only:
+        parts.append(
+            (
+                "Scale: compressed 5 s interval",
+                lambda: scale([10] if tiny else sizes, 5, 3 if tiny else 20, 2 if tiny else 4),
+            )
+        )
+        if args.slow_window:
+            parts.append(
+                (
+                    "Scale: 60 s interval",
+                    lambda: scale(sizes[-1:], 60, args.slow_window, 6),
+                )
+            )
+    started = dt.datetime.now(dt.UTC)
+    facts = table(["", ""], [[k, v] for k, v in machine()])
+    command = "python -m bench.main " + " ".join(argv if argv is not None else sys.argv[1:])
+    text = (
+        "# Benchmarks\n\n"
+        f"Measured {started:%Y-%m-%d %H:%M} UTC by `{command.strip()}` (`make bench`).\n\n"
+        f"{facts}\n"
+    )
+    for title, fn in parts:
+        print(f"bench: {title} ...", file=sys.stderr, flush=True)
+        text += f"\n## {title}\n\n{fn()}\n"
+        Path(args.out).write_text(text)  # what is measured so far survives a failure
+    notes = ROOT / "bench" / "NOTES.md"
+    if notes.exists() and not tiny:
+        text += "\n" + notes.read_text()
+    Path(args.out).write_text(text)
+    print(f"bench: wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

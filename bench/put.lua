@@ -1,0 +1,2 @@
+-- wrk: PUT with an empty body, as the monitoring system sends.
+wrk.method = "PUT"

@@ -1,0 +1,84 @@
+"""Start-up time and memory per probe, in a fresh process: `python -m bench.startup N INTERVAL`.
+
+Start-up is load + validate + Engine() + first schedule of N specs. Memory fills every
+history with 60 results directly through the runner's bookkeeping (store and metrics), no
+probe runs; per probe = (RSS after filling - RSS before loading) / N. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import connection_env, labels, rss_bytes, write_specs
+from probes.registry import PROBES
+from zeroprobe.engine import Engine
+from zeroprobe.grading import Grade, Line
+from zeroprobe.loader import load_contexts
+from zeroprobe.settings import Settings
+from zeroprobe.store import HISTORY_SIZE, Result
+
+LABELS = 4
+
+
+def lines(index: int) -> list[Line]:
+    return [
+        Line(f"- 127.0.0.1:{27017 + m} (SECONDARY): {200 + index % 7} ms behind", Grade.GREEN)
+        for m in (1, 2)
+    ]
+
+
+async def measure(folder: Path, count: int) -> dict[str, float]:
+    env = {**os.environ, **connection_env(["mongodb://127.0.0.1:9/?directConnection=true"] * 4)}
+    rss_before = rss_bytes(os.getpid())
+    started = time.perf_counter()
+    report = load_contexts(str(folder), env)
+    loaded = time.perf_counter()
+    engine = Engine(report.specs, Settings(contexts=str(folder)), env)
+    await engine.start()
+    scheduled = time.perf_counter()
+    # Measure memory only: no run must start (the first is planned at once).
+    assert engine._scheduler is not None
+    engine._scheduler.pause()
+    assert len(report.specs) == count, report.problems[:3]
+    rss_loaded = rss_bytes(os.getpid())
+    for cf in report.specs:
+        spec = cf.spec
+        for n in range(HISTORY_SIZE):
+            result = Result.build(
+                service_id=spec.service_id,
+                kind=spec.kind,
+                lines=lines(n),
+                collected_at_ms=1_700_000_000_000 + n * 60_000,
+                duration_s=0.003,
+                outcome="success",
+                reached_target=True,
+            )
+            engine.runner._record(spec, PROBES[spec.kind], result, None)
+    rss_full = rss_bytes(os.getpid())
+    await engine.stop()
+    return {
+        "specs": count,
+        "load_s": loaded - started,
+        "startup_s": scheduled - started,
+        "rss_loaded_per_probe": (rss_loaded - rss_before) / count,
+        "rss_per_probe": (rss_full - rss_before) / count,
+        "history_per_probe": (rss_full - rss_loaded) / count,
+    }
+
+
+def main() -> None:
+    count, interval_s = int(sys.argv[1]), int(sys.argv[2])
+    with tempfile.TemporaryDirectory(prefix="zeroprobe-bench-") as tmp:
+        folder = Path(tmp) / "contexts"
+        write_specs(folder, count, labels(LABELS), interval_s)
+        print(json.dumps(asyncio.run(measure(folder, count))))
+
+
+if __name__ == "__main__":
+    main()
