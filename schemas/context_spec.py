@@ -127,6 +127,23 @@ class SpecBase(BaseModel):
         return self.timeout
 
 
+class ConnectedSpec(SpecBase):
+    """Fields of the kinds that reach a target through a connection label."""
+
+    connection: str = Field(
+        description="A label, never a URI: the connection string is read from "
+        "ZEROPROBE_CONNECTION_<LABEL> (label upper-cased, other characters '_'). A MongoDB "
+        "URI, or an HTTP base URL such as http://prometheus:9090 whose user:password@ "
+        "becomes basic auth.",
+        pattern=CONNECTION_LABEL_PATTERN,
+    )
+
+    @field_validator("connection", mode="before")
+    @classmethod
+    def _no_uri(cls, value: Any) -> Any:
+        return check_connection_label(value)
+
+
 class LagThresholds(BaseModel):
     """Replication-lag bands in milliseconds: GREEN < yellow <= YELLOW < red <= RED."""
 
@@ -150,20 +167,11 @@ class LagThresholds(BaseModel):
         return Thresholds(yellow=self.yellow, red=self.red)
 
 
-class MongoReplicationLagSpec(SpecBase):
+class MongoReplicationLagSpec(ConnectedSpec):
     """Replication lag of every member of a MongoDB replica set, in milliseconds."""
 
     kind: Literal["mongo_replication_lag"]
-    connection: str = Field(
-        description="A label; the URI is read from ZEROPROBE_CONNECTION_<LABEL>.",
-        pattern=CONNECTION_LABEL_PATTERN,
-    )
     thresholds: LagThresholds = Field(default_factory=LagThresholds)
-
-    @field_validator("connection", mode="before")
-    @classmethod
-    def _no_uri(cls, value: Any) -> Any:
-        return check_connection_label(value)
 
 
 def check_connection_label(value: Any) -> Any:
@@ -219,25 +227,15 @@ LabelName = Annotated[
 ]
 
 
-class HttpSpecBase(SpecBase):
+class HttpSpecBase(ConnectedSpec):
     """Fields of the kinds that talk HTTP to a base URL (Prometheus, Alertmanager)."""
 
-    connection: str = Field(
-        description="A label; the base URL (e.g. http://prometheus:9090) is read from "
-        "ZEROPROBE_CONNECTION_<LABEL>. user:password@ in it becomes basic auth.",
-        pattern=CONNECTION_LABEL_PATTERN,
-    )
     bearer_token_env: str | None = Field(
         default=None,
         description="Name of an environment variable holding a bearer token, sent as "
         "'Authorization: Bearer <token>'. The token itself never goes in a file.",
         pattern=ENV_VAR_PATTERN,
     )
-
-    @field_validator("connection", mode="before")
-    @classmethod
-    def _no_uri(cls, value: Any) -> Any:
-        return check_connection_label(value)
 
     @field_validator("bearer_token_env", mode="before")
     @classmethod
@@ -428,7 +426,7 @@ PIPELINE_TARGETS: dict[str, tuple[str, ...]] = {
 }
 
 
-class PipelineHealthSpec(SpecBase):
+class PipelineHealthSpec(ConnectedSpec):
     """The health of a CI pipeline on one branch: GitHub Actions, GitLab CI or Jenkins.
 
     GREEN when the newest completed run succeeded and nothing is stuck; YELLOW when it failed
@@ -439,12 +437,6 @@ class PipelineHealthSpec(SpecBase):
 
     kind: Literal["pipeline_health"]
     provider: PipelineProvider = Field(description="github, gitlab or jenkins.")
-    connection: str = Field(
-        description="A label; the API base URL (https://api.github.com, "
-        "https://gitlab.example.com, https://jenkins.example.com) is read from "
-        "ZEROPROBE_CONNECTION_<LABEL>.",
-        pattern=CONNECTION_LABEL_PATTERN,
-    )
     token_env: str | None = Field(
         default=None,
         description="Name of the environment variable holding the API token (Jenkins: "
@@ -503,11 +495,6 @@ class PipelineHealthSpec(SpecBase):
         default_factory=list,
         description="Extra {pattern, hint} pairs, tried before the built-in ones.",
     )
-
-    @field_validator("connection", mode="before")
-    @classmethod
-    def _no_uri(cls, value: Any) -> Any:
-        return check_connection_label(value)
 
     @field_validator("token_env", mode="before")
     @classmethod

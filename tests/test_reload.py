@@ -23,7 +23,7 @@ from pymongo import errors as mongo_errors
 from pytest_aiohttp import AiohttpClient
 
 from probes.base import ProbeContext
-from schemas.context_spec import SpecBase
+from schemas.context_spec import ConnectedSpec, SpecBase
 from tests import test_cli_process, test_scheduler
 from tests.test_cli_process import (
     CONNECTION_VAR,
@@ -66,10 +66,8 @@ BROKEN = (
 )
 
 
-class LabelledSpec(SpecBase):
+class LabelledSpec(ConnectedSpec):
     """A fake-kind spec with a connection label, to see clients closed by a reload."""
-
-    connection: str
 
 
 def context(spec: SpecBase) -> ContextFile:

@@ -17,7 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from probes.base import ProbeContext, ProbeKind
 from probes.registry import PROBES
-from schemas.context_spec import SpecBase
+from schemas.context_spec import ConnectedSpec, SpecBase
 from zeroprobe.connections import MongoClients
 from zeroprobe.durations import format_duration
 from zeroprobe.http_client import HttpClient
@@ -254,7 +254,11 @@ class Engine:
                 log.warning("%d cancelled probe run(s) still running", len(pending))
 
     async def _close_unused_clients(self) -> None:
-        in_use = {getattr(cf.spec, "connection", None) for cf in self.contexts.values()}
+        in_use = {
+            cf.spec.connection
+            for cf in self.contexts.values()
+            if isinstance(cf.spec, ConnectedSpec)
+        }
         for label in self.mongo.open_labels:
             if label in in_use:
                 continue

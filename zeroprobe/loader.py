@@ -12,7 +12,13 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from schemas.context_spec import SpecBase, connection_env_var, known_kinds, spec_type_for_kind
+from schemas.context_spec import (
+    ConnectedSpec,
+    SpecBase,
+    connection_env_var,
+    known_kinds,
+    spec_type_for_kind,
+)
 from zeroprobe.errors import SpecProblem
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".md")
@@ -343,11 +349,10 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
 def _connection_warnings(
     spec: SpecBase, name: str, lines: dict[KeyPath, int], environ: Mapping[str, str]
 ) -> list[SpecProblem]:
-    label = getattr(spec, "connection", None)
-    if not isinstance(label, str):
+    if not isinstance(spec, ConnectedSpec):
         return []
     # The variables a spec names: its connection, and a bearer token (HTTP kinds).
-    named = [("connection", connection_env_var(label))]
+    named = [("connection", connection_env_var(spec.connection))]
     token_variable = getattr(spec, "bearer_token_env", None)
     if isinstance(token_variable, str):
         named.append(("bearer_token_env", token_variable))

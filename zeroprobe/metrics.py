@@ -110,14 +110,14 @@ class Metrics:
         self._members[service_id] = set(lags_s)
 
     def forget(self, service_id: str, kind: str) -> None:
-        """Drop every series of a service that is no longer probed."""
+        """Drop the series every kind has of a service no longer probed (a kind's own series
+        go through its ProbeKind.forget)."""
         for gauge in (self.probe_status, self.probe_duration, self.last_success):
             with contextlib.suppress(KeyError):
                 gauge.remove(service_id, kind)
         for outcome in ("success", "error", "timeout"):
             with contextlib.suppress(KeyError):
                 self.probe_runs.remove(service_id, kind, outcome)
-        self.set_member_lags(service_id, {})
 
     def record_config_load(self, ok: bool) -> None:
         """The outcome of loading the context specs, at start or on a reload."""
