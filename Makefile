@@ -8,9 +8,10 @@ SOURCES := zeroprobe probes schemas tests bench
 # Debian packages the tests drive as real servers, as command=package pairs: installed by
 # `make system-deps` (root, apt-get) when the command is missing.
 APT_REQUIRES := prometheus=prometheus promtool=prometheus \
-	prometheus-alertmanager=prometheus-alertmanager chromium=chromium
+	prometheus-alertmanager=prometheus-alertmanager chromium=chromium \
+	openssl=openssl wrk=wrk
 
-.PHONY: install system-deps check test bench demo schemas configmap clean
+.PHONY: install system-deps check test bench soak demo schemas configmap clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +44,15 @@ bench: install
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk; }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench.main --slow-window 65
+
+# Reliability (not tests): 1,000 probes failing at once, then a soak of SOAK_S seconds (10
+# minutes) under wrk load while targets stop, hang and come back; both rewrite their section
+# of docs/reliability.md. The smoke run of both is in `make test` (tests/test_soak_smoke.py).
+SOAK_S ?= 600
+soak: install system-deps
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/python -m bench.failing_burst
+	$(BIN)/python -m bench.soak --duration $(SOAK_S)
 
 demo: install
 	$(BIN)/zeroprobe demo

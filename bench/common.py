@@ -108,10 +108,13 @@ def wait_http(url: str, timeout_s: float = 60.0, ok: int = 200) -> float:
     raise TimeoutError(f"{url} did not answer {ok} within {timeout_s}s")
 
 
-def fetch(url: str) -> tuple[bytes, float]:
-    """Body of a GET and the seconds it took."""
+def fetch(url: str, token: str = "") -> tuple[bytes, float]:
+    """Body of a GET (with `token` as a bearer header) and the seconds it took."""
     started = time.perf_counter()
-    with urllib.request.urlopen(url, timeout=30) as response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(
+        urllib.request.Request(url, headers=headers), timeout=30
+    ) as response:
         body: bytes = response.read()
     return body, time.perf_counter() - started
 
@@ -219,10 +222,11 @@ class WrkRun:
     errors: int
 
 
-def wrk(url: str, duration_s: int, connections: int, delay_ms: int = 0) -> WrkRun:
-    """wrk PUTs against `url` (one thread); `delay_ms` paces each connection."""
+def wrk(url: str, duration_s: int, connections: int, delay_ms: int = 0, token: str = "") -> WrkRun:
+    """wrk PUTs against `url` (one thread); `delay_ms` paces each connection; `token` is sent
+    as `Authorization: Bearer <token>`."""
     script = ROOT / "bench" / ("put_paced.lua" if delay_ms else "put.lua")
-    env = {**os.environ, "BENCH_DELAY_MS": str(delay_ms)}
+    env = {**os.environ, "BENCH_DELAY_MS": str(delay_ms), "BENCH_TOKEN": token}
     args = ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", str(script)]
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True, env=env).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]

@@ -45,7 +45,9 @@ class Serve:
 
 
 @contextmanager
-def serve(count: int, interval_s: int, lifetime_s: float) -> Iterator[Serve]:
+def serve(
+    count: int, interval_s: int, lifetime_s: float, extra_env: dict[str, str] | None = None
+) -> Iterator[Serve]:
     """`zeroprobe serve` with `count` specs on SETS simulated replica sets, ready."""
     with tempfile.TemporaryDirectory(prefix="zeroprobe-bench-") as tmp:
         folder = Path(tmp) / "contexts"
@@ -58,6 +60,7 @@ def serve(count: int, interval_s: int, lifetime_s: float) -> Iterator[Serve]:
                 "ZEROPROBE_PORT": str(port),
                 "ZEROPROBE_CONTEXTS_POLL": "0",
                 "ZEROPROBE_LOG_LEVEL": "WARNING",
+                **(extra_env or {}),
             }
             with child([PYTHON, "-m", "zeroprobe", "serve"], env) as proc:
                 base = f"http://127.0.0.1:{port}"
@@ -92,19 +95,23 @@ def wait_http_put(url: str) -> None:
     raise TimeoutError(url)
 
 
-def http(probes: int, rounds: int, duration_s: int, connections: int) -> dict[str, float]:
-    """wrk PUT on zeroprobe vs the bare app, alternating; then both at half zeroprobe's rate."""
+def http(
+    probes: int, rounds: int, duration_s: int, connections: int, token: str = ""
+) -> dict[str, float]:
+    """wrk PUT on zeroprobe vs the bare app, alternating; then both at half zeroprobe's rate.
+    With `token`, zeroprobe runs with access control on and wrk sends the token to both."""
     lifetime = 120 + rounds * duration_s * 4 + probes / 10
-    with serve(max(1, probes), 5 if probes else 3600, lifetime) as zp:
+    extra_env = {"ZEROPROBE_AUTH_TOKEN": token} if token else {}
+    with serve(max(1, probes), 5 if probes else 3600, lifetime, extra_env) as zp:
         url = f"{zp.base}/{zp.ids[0]}"
-        body, _ = fetch(url)
+        body, _ = fetch(url, token)
         with bare_app(body, lifetime) as bare:
             zp_runs: list[WrkRun] = []
             bare_runs: list[WrkRun] = []
             for index in range(rounds):
                 pair = [(url, zp_runs), (bare, bare_runs)]
                 for target, runs in pair if index % 2 == 0 else pair[::-1]:
-                    runs.append(wrk(target, duration_s, connections))
+                    runs.append(wrk(target, duration_s, connections, token=token))
             zp_rate = median([r.requests_s for r in zp_runs])
             half = zp_rate / 2
             # Each connection waits delay_ms after every answer: enough connections for `half`.
@@ -115,7 +122,7 @@ def http(probes: int, rounds: int, duration_s: int, connections: int) -> dict[st
             for index in range(rounds):
                 pair = [(url, zp_half), (bare, bare_half)]
                 for target, runs in pair if index % 2 == 0 else pair[::-1]:
-                    runs.append(wrk(target, duration_s, paced_conns, delay_ms))
+                    runs.append(wrk(target, duration_s, paced_conns, delay_ms, token))
     return {
         "probes": probes,
         "rounds": rounds,

@@ -83,15 +83,21 @@ def overhead(rounds: int, block: int) -> str:
     return f"```\n{cmd}\n```\n\n" + table(head, rows)
 
 
-def http(probe_counts: Sequence[int], rounds: int, duration_s: int, conns: int) -> str:
+#: The access token of the "access control on" row (a benchmark value, not a secret).
+BENCH_TOKEN = "bench-0123456789abcdef0123456789abcdef"
+
+
+def http(cases: Sequence[tuple[int, bool]], rounds: int, duration_s: int, conns: int) -> str:
+    """One row per (probe count, access control on) case."""
     if shutil.which("wrk") is None:
         return "_wrk is not installed: skipped (`make bench` installs it)._"
     rows: Table = []
-    for probes in probe_counts:
-        got = live.http(probes, rounds, duration_s, conns)
+    for probes, with_token in cases:
+        got = live.http(probes, rounds, duration_s, conns, BENCH_TOKEN if with_token else "")
+        load = "idle (1 spec)" if probes == 0 else f"{probes:,} probes every 5 s"
         rows.append(
             [
-                "idle (1 spec)" if probes == 0 else f"{probes:,} probes every 5 s",
+                load + (", access control on" if with_token else ""),
                 f"{got['zp_rps']:,.0f}",
                 f"{got['bare_rps']:,.0f}",
                 f"**{got['ratio']:.2f}×**",
@@ -119,7 +125,9 @@ def http(probe_counts: Sequence[int], rounds: int, duration_s: int, conns: int) 
         f"wrk -t1 -c{conns} -d{duration_s}s --latency -s bench/put.lua URL   "
         f"# {rounds} rounds, A/B order alternating\n"
         f"BENCH_DELAY_MS=2 wrk -t1 -cN -d{duration_s}s --latency -s bench/put_paced.lua URL"
-        "   # paced at half of zeroprobe's rate"
+        "   # paced at half of zeroprobe's rate\n"
+        "BENCH_TOKEN=... wrk ...   # access control on: ZEROPROBE_AUTH_TOKEN set, the token "
+        "sent as a bearer header to both"
     )
     return f"```\n{cmd}\n```\n\n" + table(head, rows)
 
@@ -186,7 +194,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parts.append(
             (
                 "HTTP: PUT /<id>",
-                lambda: http([0] if tiny else [0, 1000], 2 if tiny else 3, 1 if tiny else 5, 32),
+                lambda: http(
+                    [(0, False)] if tiny else [(0, False), (0, True), (1000, False)],
+                    2 if tiny else 3,
+                    1 if tiny else 5,
+                    32,
+                ),
             )
         )
     if "scale" in only:

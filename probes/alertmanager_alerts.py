@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from probes.base import Observation, ProbeContext
+from probes.base import Observation, ProbeContext, reading_reply
 from schemas.context_spec import AlertmanagerAlertsSpec
 from zeroprobe.errors import ProbeReplyError
 from zeroprobe.grading import Grade, Line
@@ -75,7 +75,8 @@ async def probe_alertmanager_alerts(
         timeout_s=request_timeout_s(spec.timeout_s),
         params=params,
     )
-    return measure_alerts_reply(reply, now_ms=time.time_ns() // 1_000_000)
+    with reading_reply(SERVICE):
+        return measure_alerts_reply(reply, now_ms=time.time_ns() // 1_000_000)
 
 
 def _flag(value: bool) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from zeroprobe.errors import ProbeError, ProbeReplyError
 from zeroprobe.grading import Line
 from zeroprobe.redact import Redactor
 
@@ -26,6 +28,36 @@ class ProbeContext:
     #: What a kind keeps between runs, keyed by service id (pipeline_health: the last result
     #: while a provider's rate limit lasts). Only the probe of that service id touches its entry.
     memory: dict[str, Any] = field(default_factory=dict)
+
+
+#: What reading a reply of an unexpected shape raises (a field of the wrong type, a number out
+#: of range, JSON nested beyond the parser's depth).
+SHAPE_ERRORS = (
+    TypeError,
+    ValueError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    RecursionError,
+)
+
+
+@contextlib.contextmanager
+def reading_reply(what: str) -> Iterator[None]:
+    """Turn a reply whose shape the measuring code did not expect into a plain RED line.
+
+    A hostile or broken target may answer anything; the measuring functions check the shapes
+    they know, and this catches what slips past them, so the line never shows a traceback.
+    """
+    try:
+        yield
+    except ProbeError:
+        raise
+    except SHAPE_ERRORS:
+        raise ProbeReplyError(
+            f"unreadable reply from {what}: a field has an unexpected type or value"
+        ) from None
 
 
 class Observation:

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import pymongo
 from bson.datetime_ms import DatetimeMS
+from bson.errors import BSONError
 from pymongo import errors as mongo_errors
 
-from probes.base import Observation, ProbeContext
+from probes.base import Observation, ProbeContext, reading_reply
 from schemas.context_spec import MongoReplicationLagSpec, connection_env_var
 from zeroprobe.durations import format_duration
 from zeroprobe.errors import (
@@ -290,7 +291,10 @@ async def probe_mongo_replication_lag(
             config = await client.admin.command("replSetGetConfig")
     except mongo_errors.PyMongoError as exc:
         raise map_mongo_error(exc, spec, ctx) from None
-    return measure_replica_set(status, config)
+    except BSONError:
+        raise ProbeReplyError("unreadable reply from MongoDB: not valid BSON") from None
+    with reading_reply("MongoDB (replSetGetStatus / replSetGetConfig)"):
+        return measure_replica_set(status, config)
 
 
 _OPERATION_LINES = {
@@ -299,6 +303,9 @@ _OPERATION_LINES = {
     94: "the replica set is not initialized yet: run rs.initiate() (NotYetInitialized, code 94)",
     13: "not authorized to read replica-set status: the user needs the clusterMonitor role "
     "(Unauthorized, code 13)",
+    # The server's own words are not quoted: they may echo the user name or the mechanism.
+    18: "MongoDB refused the credentials: check the user, password and authSource of the "
+    "connection (AuthenticationFailed, code 18)",
 }
 _REFUSED = re.compile(r"Connection refused|Connect call failed|Errno 111", re.IGNORECASE)
 _DNS = re.compile(
@@ -356,13 +363,32 @@ _SERVER_TYPES = {
 }
 
 
+_CERT_FAILED = re.compile(r"certificate verify failed: (?P<why>[^(')\]]+)", re.IGNORECASE)
+
+
 def _unreachable_reason(text: str) -> str:
+    """Why the driver could not talk to one server, from its error text, in words."""
     if _REFUSED.search(text):
         return "connection refused"
     if _DNS.search(text):
         return "host name not resolvable"
-    if re.search(r"timed out|timeout", text, re.IGNORECASE):
+    cert = _CERT_FAILED.search(text)
+    if cert:
+        return f"TLS handshake failed: certificate verify failed: {cert['why'].strip()}"
+    if "WRONG_VERSION_NUMBER" in text:
+        return "TLS handshake failed: wrong version number (the server does not seem to speak TLS)"
+    if re.search(r"\bSSL\b|TLS", text):
+        return "TLS handshake failed"
+    if "ProtocolError" in text or "message size" in text:
+        return "answered something that is not the MongoDB wire protocol"
+    if re.search(r"connection (is already )?closed|reset by peer|EOF", text, re.IGNORECASE):
+        return "closed the connection"
+    # Not "timeouts": every message lists the configured timeouts.
+    if re.search(r"timed out", text, re.IGNORECASE):
         return "no answer (timed out)"
+    if "error=" not in text:
+        # The driver's first hello has not come back yet: the server accepted and is silent.
+        return "no answer"
     return "unreachable"
 
 
@@ -386,6 +412,11 @@ def _selection_failure(message: str, spec: MongoReplicationLagSpec) -> str:
         return f"cannot connect to MongoDB: connection refused by {hosts}"
     if len(reasons) == 1 and next(iter(reasons)) == "host name not resolvable":
         return f"cannot resolve the MongoDB host name of {hosts}"
+    if len(servers) == 1:
+        reason = servers[0][1]
+        if reason.startswith("no answer"):
+            return f"MongoDB at {hosts} did not answer {within}"
+        return f"MongoDB at {hosts}: {reason}"
     summary = "; ".join(f"{host} {reason}" for host, reason in servers)
     if "match selector" in message:
         return f"no primary reachable {within}: {summary}"

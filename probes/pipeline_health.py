@@ -25,7 +25,7 @@ from typing import Any
 from yarl import URL
 
 from probes.alertmanager_alerts import format_age, parse_time_ms
-from probes.base import Observation, ProbeContext
+from probes.base import Observation, ProbeContext, reading_reply
 from schemas.context_spec import PipelineHealthSpec
 from zeroprobe.errors import ProbeConfigError, ProbeError, ProbeReplyError
 from zeroprobe.grading import Grade, Line
@@ -531,7 +531,7 @@ def _check(api: _Api, reply: RawReply, now_ms: int) -> None:
 def _json(api: _Api, reply: RawReply) -> Any:
     try:
         return json.loads(reply.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ProbeReplyError(f"unreadable reply from {api.service}: not JSON") from None
 
 
@@ -631,12 +631,13 @@ async def probe_pipeline_health(spec: PipelineHealthSpec, ctx: ProbeContext) -> 
         reply = await _get(api, ctx, _runs_url(api))
         _check(api, reply, now_ms)
         data = _json(api, reply)
-        if spec.provider == "github":
-            runs = measure_github_runs(data)
-        elif spec.provider == "gitlab":
-            runs = measure_gitlab_pipelines(data)
-        else:
-            runs = measure_jenkins_builds(data)
+        with reading_reply(api.service):
+            if spec.provider == "github":
+                runs = measure_github_runs(data)
+            elif spec.provider == "gitlab":
+                runs = measure_gitlab_pipelines(data)
+            else:
+                runs = measure_jenkins_builds(data)
         completed = [r for r in runs if r.outcome in (Outcome.SUCCESS, Outcome.FAILED)]
         hint = ""
         if completed and completed[0].outcome is Outcome.FAILED:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from probes.base import Observation, ProbeContext
+from probes.base import Observation, ProbeContext, reading_reply
 from schemas.context_spec import PrometheusQuerySpec
 from zeroprobe.errors import ProbeReplyError
 from zeroprobe.grading import Grade, Line, grade_value, grade_value_below
@@ -54,7 +54,8 @@ async def probe_prometheus_query(spec: PrometheusQuerySpec, ctx: ProbeContext) -
         # Prometheus's own evaluation timeout, so that it gives up when we do.
         form={"query": spec.query, "timeout": f"{timeout_s:.3f}"},
     )
-    return measure_query_reply(reply)
+    with reading_reply(SERVICE):
+        return measure_query_reply(reply)
 
 
 def measure_query_reply(reply: HttpReply) -> QueryObservation:
@@ -66,7 +67,8 @@ def measure_query_reply(reply: HttpReply) -> QueryObservation:
         raise ProbeReplyError(status_line(reply, SERVICE, QUERY_PATH))
     if not isinstance(data, Mapping):
         raise ProbeReplyError(
-            f"unreadable reply from {SERVICE}: not a JSON object ({reply.snippet[:80]!r})"
+            f"unreadable reply from {SERVICE}: not a JSON object"
+            + (f": {reply.snippet[:80]}" if reply.snippet else "")
         )
     if data.get("status") != "success":
         raise ProbeReplyError(f"unreadable reply from {SERVICE}: no status 'success'")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+import sys
+import weakref
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -68,6 +70,46 @@ def connection_env_var(label: str) -> str:
     return "ZEROPROBE_CONNECTION_" + re.sub(r"[^A-Za-z0-9]", "_", label).upper()
 
 
+#: Most runs `confirm` may ask for: the history keeps 60 runs, so a longer wait could not be
+#: followed on the status page.
+CONFIRM_MAX = 60
+
+
+def compact(model: M) -> M:
+    """`model` with what equal specs hold in common shared, to keep 10,000 specs small.
+
+    Validation gives every instance its own `__pydantic_fields_set__` (a set: 216-728
+    bytes) and every nested model (e.g. default thresholds) its own copy. Frozen models
+    never change those, so equal ones are shared: the field-name sets by content, nested
+    models through a weak table (an entry goes when no spec uses it), and the short
+    strings many specs repeat (kind, connection label) are interned.
+    """
+    values = model.__dict__
+    for name, value in values.items():
+        if isinstance(value, BaseModel) and value.model_config.get("frozen"):
+            values[name] = _shared_model(compact(value))
+        elif type(value) is str and name in _INTERNED_FIELDS:
+            values[name] = sys.intern(value)
+    names = frozenset(model.__pydantic_fields_set__)
+    object.__setattr__(model, "__pydantic_fields_set__", _FIELD_SETS.setdefault(names, set(names)))
+    return model
+
+
+def _shared_model(model: BaseModel) -> BaseModel:
+    try:
+        key = (type(model), frozenset(model.__pydantic_fields_set__), *model.__dict__.items())
+        hash(key)
+    except TypeError:  # a field holds a list or dict: keep this copy
+        return model
+    return _MODELS.setdefault(key, model)
+
+
+M = TypeVar("M", bound=BaseModel)
+_INTERNED_FIELDS = frozenset({"kind", "connection", "provider"})
+_FIELD_SETS: dict[frozenset[str], set[str]] = {}
+_MODELS: weakref.WeakValueDictionary[tuple[object, ...], BaseModel] = weakref.WeakValueDictionary()
+
+
 class SpecBase(BaseModel):
     """Fields every context spec has, whatever its kind."""
 
@@ -85,6 +127,15 @@ class SpecBase(BaseModel):
         default=10.0, validate_default=True, description="Longest one run may take; < interval."
     )
     description: str = Field(default="", description="One line for people.")
+    confirm: int = Field(
+        default=1,
+        ge=1,
+        le=CONFIRM_MAX,
+        strict=True,
+        description="Flap damping: a colour change is published only once this many "
+        "consecutive runs agree on it (1: at once). Until then the published colour stays "
+        "and a line says the change is pending.",
+    )
 
     @field_validator("service_id")
     @classmethod

@@ -289,7 +289,7 @@ async def test_a_huge_reply_is_not_read(
 
     assert list(result.lines) == [
         Line(
-            "- reply of Prometheus larger than 10 MiB: not read (narrow the query or the matchers)",
+            "- reply of Prometheus larger than 4 MiB: not read (narrow the query or the matchers)",
             Grade.RED,
         )
     ]
@@ -325,12 +325,11 @@ async def test_a_slow_server_is_cut_off_within_the_spec_timeout(
     [
         (
             (502, "<html><body>\n<h1>502 Bad Gateway</h1>\n</body></html>", "text/html"),
-            "- Prometheus answered HTTP 502 Bad Gateway: <html><body> <h1>502 Bad Gateway</h1> "
-            "</body></html>",
+            "- Prometheus answered HTTP 502 Bad Gateway: 502 Bad Gateway",
         ),
         (
             (200, "<html>login page</html>", "text/html"),
-            "- unreadable reply from Prometheus: not a JSON object ('<html>login page</html>')",
+            "- unreadable reply from Prometheus: not a JSON object: login page",
         ),
         (
             (

@@ -15,7 +15,9 @@ from tests.conftest import TESTDATA
 from zeroprobe.loader import load_contexts, load_file
 
 CONTEXTS = TESTDATA / "contexts"
-ALLOWED = "(allowed: connection, description, interval, kind, service_id, thresholds, timeout)"
+ALLOWED = (
+    "(allowed: confirm, connection, description, interval, kind, service_id, thresholds, timeout)"
+)
 ID_RULE = "use letters, digits, '.', '_' and '-', starting with a letter or digit"
 KINDS = "alertmanager_alerts, mongo_replication_lag, pipeline_health, prometheus_query"
 GRADES = "Input should be 'GREEN', 'YELLOW' or 'RED'"
@@ -55,6 +57,15 @@ INVALID: dict[str, list[str]] = {
     ],
     "invalid-interval-too-short.yaml": [
         "5: interval: must be at least 1s, got 500ms",
+    ],
+    "invalid-confirm-not-an-integer.yaml": [
+        "5: confirm: Input should be a valid integer (got '3')",
+    ],
+    "invalid-confirm-too-many.yaml": [
+        "4: confirm: Input should be less than or equal to 60 (got 61)",
+    ],
+    "invalid-confirm-zero.yaml": [
+        "4: confirm: Input should be greater than or equal to 1 (got 0)",
     ],
     "invalid-missing-connection.md": [
         "2: connection: required field missing",
@@ -172,7 +183,7 @@ INVALID: dict[str, list[str]] = {
     ],
     "invalid-alertmanager-unknown-key.yaml": [
         "4: include_silence: unknown field, did you mean 'include_silenced'? (allowed: "
-        "bearer_token_env, connection, description, grades, group_by, include_inhibited, "
+        "bearer_token_env, confirm, connection, description, grades, group_by, include_inhibited, "
         "include_silenced, interval, kind, matchers, max_lines, service_id, severity_label, "
         "timeout)",
     ],

@@ -347,7 +347,7 @@ def test_vector_reply_is_read_with_its_warnings() -> None:
             {"status": "success", "data": {"resultType": "scalar", "result": [1, "many"]}},
             "unreadable reply from Prometheus: 'many' is not a number",
         ),
-        (200, ["not", "an", "object"], "unreadable reply from Prometheus: not a JSON object ('')"),
+        (200, ["not", "an", "object"], "unreadable reply from Prometheus: not a JSON object"),
     ],
     ids=["400", "422", "503", "string", "matrix", "no-labels", "bad-number", "not-object"],
 )

@@ -247,8 +247,8 @@ async def test_invalid_file_keeps_the_old_set_logs_every_error_and_sets_the_metr
 
     assert not outcome.ok
     assert [str(p) for p in outcome.errors] == [
-        f"{broken}:4: intervall: unknown field, did you mean 'interval'? (allowed: connection, "
-        "description, interval, kind, service_id, thresholds, timeout)",
+        f"{broken}:4: intervall: unknown field, did you mean 'interval'? (allowed: confirm, "
+        "connection, description, interval, kind, service_id, thresholds, timeout)",
         f"{broken}:5: timeout: expected a duration like '30s', '2m', '1m30s' or '500ms', "
         "got 'soon'",
     ]

@@ -27,7 +27,7 @@ from zeroprobe.grading import Grade, Line
 from zeroprobe.loader import ContextFile
 from zeroprobe.runner import now_ms
 from zeroprobe.settings import Settings
-from zeroprobe.store import HISTORY_SIZE, Result, ResultStore
+from zeroprobe.store import HISTORY_SIZE, HistoryRun, Result, ResultStore
 
 KIND = "fake"
 OK_LINE = Line("- fake target answered", Grade.GREEN)
@@ -134,9 +134,9 @@ async def forever(spec: SpecBase, ctx: ProbeContext, rec: Recorder) -> None:
     await asyncio.Event().wait()
 
 
-def texts(result: Result | None) -> list[str]:
+def texts(result: Result | HistoryRun | None) -> list[str]:
     assert result is not None
-    return [line.text for line in result.lines]
+    return result.action_body.split("\n")
 
 
 # Scheduling -------------------------------------------------------------------------------
@@ -156,7 +156,9 @@ async def test_first_run_right_after_start_then_every_interval(engines: list[Eng
     assert all(r.grade is Grade.GREEN for r in history)
     stamps = [r.collected_at_ms for r in history]
     assert stamps == sorted(stamps)
-    assert engine.store.newest("fake.one") is history[-1]
+    newest = engine.store.newest("fake.one")
+    assert newest is not None
+    assert newest.collected_at_ms == history[-1].collected_at_ms
 
 
 async def test_first_runs_of_many_specs_are_staggered_within_the_spread(
@@ -218,7 +220,7 @@ async def test_unexpected_exception_is_a_red_result_and_the_schedule_goes_on(
     failed, recovered = engine.store.history("fake.one")[:2]
     assert failed.grade is Grade.RED
     assert texts(failed) == ["- probe failed unexpectedly: RuntimeError: boom on the first run"]
-    assert failed.reached_target is False
+    assert failed.outcome == "error"
     assert recovered.grade is Grade.GREEN
     assert all(check.ok for check in engine.process_health())
     # The bug is logged with its traceback for the developers.
@@ -406,9 +408,14 @@ def test_store_keeps_the_newest_sixty_results_per_id() -> None:
 
     history = store.history("svc")
     assert len(history) == 60
-    assert history == results[15:]
+    assert [(r.collected_at_ms, r.grade, r.action_body) for r in history] == [
+        (r.collected_at_ms, r.grade, r.action_body) for r in results[15:]
+    ]
     assert store.newest("svc") is results[-1]
-    assert [r.service_id for r in store.history("other")] == ["other"]
+    assert [r.action_body for r in store.history("other")] == ["- run 0\n- an arbiter"]
+    other = store.newest("other")
+    assert other is not None
+    assert other.service_id == "other"
     # Untracked ids are not kept.
     store.put(result_no(1, "ghost"))
     assert store.newest("ghost") is None
@@ -438,5 +445,4 @@ def test_document_is_the_rendered_zero_problem_document_rendered_once(
     assert second is not None
     assert first.document == expected
     assert first.document is second.document
-    assert store.history("svc")[0].document is first.document
     assert len(calls) == 1, "reading a result must not render it again"

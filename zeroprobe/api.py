@@ -24,7 +24,7 @@ from zeroprobe.engine import Engine
 from zeroprobe.markup import line_nodes
 from zeroprobe.runner import now_ms
 from zeroprobe.settings import Settings, result_age_limit_s
-from zeroprobe.store import Result
+from zeroprobe.store import HistoryRun, Result
 
 RESULTS_PATH = "/api/v1/results"
 UI_PATH = "/ui"
@@ -60,7 +60,7 @@ def result_lines(result: Result) -> list[ResultLine]:
     ]
 
 
-def _run_fields(result: Result) -> dict[str, Any]:
+def _run_fields(result: HistoryRun) -> dict[str, Any]:
     """What a history point says about one run."""
     return {
         "collected_at_ms": result.collected_at_ms,
@@ -74,13 +74,13 @@ def probe_result(engine: Engine, service_id: str, at_ms: int) -> ProbeResult:
     """A probe and its newest result, as the page and the API show it."""
     spec = engine.contexts[service_id].spec
     history = engine.store.history(service_id)
-    newest = history[-1] if history else None
+    newest = engine.store.newest(service_id)
     limit_s = stale_after_s(engine.settings, spec)
     age_s = max(0.0, (at_ms - newest.collected_at_ms) / 1000) if newest else None
     return ProbeResult(
         service_id=service_id,
         kind=spec.kind,
-        description=spec.description,
+        description=engine.redact(spec.description),
         status=newest.grade.value if newest else None,
         collected_at_ms=newest.collected_at_ms if newest else None,
         age_s=round(age_s, 3) if age_s is not None else None,
@@ -161,7 +161,7 @@ class StatusApi:
 
 
 def add_api_routes(router: web.UrlDispatcher, engine: Engine) -> None:
-    """Register the JSON API (before the catch-all /{service_id})."""
+    """Register the JSON API (app.create_app wraps each handler: JSON errors, access control)."""
     api = StatusApi(engine)
     router.add_get(RESULTS_PATH, api.results)
     router.add_get(RESULTS_PATH + "/{service_id}", api.result)

@@ -5,18 +5,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from zeroprobe import __version__
+from zeroprobe import __version__, auth
 from zeroprobe.demo import run_demo
 from zeroprobe.engine import Engine
 from zeroprobe.loader import LoadReport, load_contexts
 from zeroprobe.logs import configure_logging
-from zeroprobe.redact import Redactor
+from zeroprobe.redact import Redactor, learn_spec_secrets
 from zeroprobe.server import serve
 from zeroprobe.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -56,10 +59,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """Entry point of the `zeroprobe` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     env = dict(os.environ if environ is None else environ)
-    configure_logging(Redactor.from_environ(env), env.get("ZEROPROBE_LOG_LEVEL", "INFO"))
+    # One redactor for the log handler, the probes and everything printed: secrets a probe
+    # learns at run time (bearer tokens, Basic headers) are then scrubbed everywhere.
+    redact = Redactor.from_environ(env)
+    configure_logging(redact, env.get("ZEROPROBE_LOG_LEVEL", "INFO"))
     try:
         if args.command == "check":
-            return check(args.contexts, env)
+            return check(args.contexts, env, redact)
         settings = Settings.from_environ(
             env,
             contexts=getattr(args, "contexts", None),
@@ -69,24 +75,31 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except SettingsError as exc:
         print(f"zeroprobe: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if settings.auth_token is not None:
+        redact.add(settings.auth_token)  # read from ZEROPROBE_AUTH_TOKEN_FILE, maybe
+    if args.command in ("serve", "demo"):
+        log.info("%s", auth.describe(settings.auth_token, settings.auth_protect))
     if args.command == "serve":
-        return serve_command(settings, env)
+        return serve_command(settings, env, redact)
     if args.command == "run":
-        return run_command(settings, env, args.service_id)
+        return run_command(settings, env, args.service_id, redact)
     return run_demo(settings, env)
 
 
-def print_problems(report: LoadReport) -> None:
-    """Every problem as `path:line: field: message`, on stderr."""
+def print_problems(report: LoadReport, redact: Redactor) -> None:
+    """Every problem as `path:line: field: message`, on stderr. A message may quote a value
+    of the file (a URI with a password put in the wrong field): it is scrubbed."""
     for problem in report.problems:
-        print(problem, file=sys.stderr)
+        print(redact(str(problem)), file=sys.stderr)
 
 
-def check(directory: str | None, environ: Mapping[str, str]) -> int:
+def check(directory: str | None, environ: Mapping[str, str], redact: Redactor | None = None) -> int:
     """`zeroprobe check`: 1 when any file has an error, 0 otherwise (warnings allowed)."""
     folder = directory or environ.get("ZEROPROBE_CONTEXTS") or Settings().contexts
     report = load_contexts(folder, environ)
-    print_problems(report)
+    redact = redact or Redactor.from_environ(environ)
+    learn_spec_secrets(redact, (cf.spec for cf in report.specs), environ)
+    print_problems(report, redact)
     if not report.ok:
         files = len({p.path for p in report.errors})
         print(
@@ -98,10 +111,12 @@ def check(directory: str | None, environ: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
-def load_or_report(settings: Settings, environ: Mapping[str, str]) -> LoadReport | None:
+def load_or_report(
+    settings: Settings, environ: Mapping[str, str], redact: Redactor
+) -> LoadReport | None:
     """Load the contexts; print every problem; None when any is an error."""
     report = load_contexts(settings.contexts, environ)
-    print_problems(report)
+    print_problems(report, redact)
     if not report.ok:
         print(
             f"zeroprobe: {len(report.errors)} error(s) in the context specs; "
@@ -112,12 +127,12 @@ def load_or_report(settings: Settings, environ: Mapping[str, str]) -> LoadReport
     return report
 
 
-def serve_command(settings: Settings, environ: Mapping[str, str]) -> int:
+def serve_command(settings: Settings, environ: Mapping[str, str], redact: Redactor) -> int:
     """`zeroprobe serve`: run until SIGTERM/SIGINT."""
-    report = load_or_report(settings, environ)
+    report = load_or_report(settings, environ, redact)
     if report is None:
         return EXIT_USAGE
-    engine = Engine(report.specs, settings, environ)
+    engine = Engine(report.specs, settings, environ, redact=redact)
     try:
         asyncio.run(serve(engine))
     except OSError as exc:
@@ -129,12 +144,14 @@ def serve_command(settings: Settings, environ: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
-def run_command(settings: Settings, environ: Mapping[str, str], service_id: str) -> int:
+def run_command(
+    settings: Settings, environ: Mapping[str, str], service_id: str, redact: Redactor
+) -> int:
     """`zeroprobe run ID`: run one probe once and print its Zero Problem document."""
-    report = load_or_report(settings, environ)
+    report = load_or_report(settings, environ, redact)
     if report is None:
         return EXIT_USAGE
-    engine = Engine(report.specs, settings, environ)
+    engine = Engine(report.specs, settings, environ, redact=redact)
     if not engine.knows(service_id):
         known = ", ".join(sorted(engine.contexts)) or "none"
         print(f"zeroprobe: unknown service id {service_id!r} (known: {known})", file=sys.stderr)
@@ -147,5 +164,5 @@ def run_command(settings: Settings, environ: Mapping[str, str], service_id: str)
             await engine.stop()
 
     document = asyncio.run(once())
-    print(json.dumps(json.loads(document), indent=2, ensure_ascii=False))
+    print(redact(json.dumps(json.loads(document), indent=2, ensure_ascii=False)))
     return EXIT_OK

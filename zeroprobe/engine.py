@@ -23,7 +23,7 @@ from zeroprobe.durations import format_duration
 from zeroprobe.http_client import HttpClient
 from zeroprobe.loader import ContextFile
 from zeroprobe.metrics import Metrics
-from zeroprobe.redact import Redactor
+from zeroprobe.redact import Redactor, learn_spec_secrets
 from zeroprobe.runner import ProbeRunner, now_ms
 from zeroprobe.settings import Settings, result_age_limit_s
 from zeroprobe.store import Result, ResultStore
@@ -94,12 +94,15 @@ class Engine:
         settings: Settings,
         environ: Mapping[str, str],
         kinds: Mapping[str, ProbeKind] = PROBES,
+        redact: Redactor | None = None,
     ) -> None:
         self.settings = settings
         self.kinds = kinds
         self.environ = environ
-        self.redact = Redactor.from_environ(environ)
-        self.metrics = Metrics()
+        # The CLI passes the redactor of its log handler, so that secrets the probes learn
+        # (bearer tokens, Basic headers) are scrubbed from log records too.
+        self.redact = redact if redact is not None else Redactor.from_environ(environ)
+        self.metrics = Metrics(self.redact)
         self.store = ResultStore()
         self.mongo = MongoClients(environ, self.redact)
         # One HTTP session for every HTTP-backed probe; opened by the first request.
@@ -107,6 +110,7 @@ class Engine:
         ctx = ProbeContext(mongo=self.mongo, redact=self.redact, http=self.http)
         self.runner = ProbeRunner(kinds, ctx, self.store, self.metrics)
         self.contexts: dict[str, ContextFile] = {cf.spec.service_id: cf for cf in contexts}
+        learn_spec_secrets(self.redact, (cf.spec for cf in contexts), environ)
         self.store.track(self.contexts)
         self.metrics.specs_loaded.set(len(self.contexts))
         self.metrics.record_config_load(True)
@@ -210,6 +214,7 @@ class Engine:
         Clients no remaining spec uses are closed.
         """
         new = {cf.spec.service_id: cf for cf in contexts}
+        learn_spec_secrets(self.redact, (cf.spec for cf in contexts), self.environ)
         old = self.contexts
         kept = new.keys() & old.keys()
         changed = {sid for sid in kept if _probing(new[sid].spec) != _probing(old[sid].spec)}

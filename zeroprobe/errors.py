@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class ZeroprobeError(Exception):
     """Base of every error zeroprobe raises on purpose."""
@@ -56,6 +58,10 @@ class SpecProblem:
         self.field = field
         self.message = message
         self.severity = severity
+
+    def redacted(self, redact: Callable[[str], str]) -> SpecProblem:
+        """The same problem with its message scrubbed of credentials."""
+        return SpecProblem(self.path, self.line, self.field, redact(self.message), self.severity)
 
     def __str__(self) -> str:
         prefix = "warning: " if self.severity == "warning" else ""

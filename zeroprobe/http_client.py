@@ -14,7 +14,9 @@ import base64
 import contextlib
 import errno
 import json
+import re
 import socket
+import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,8 +36,11 @@ from zeroprobe.errors import (
 )
 from zeroprobe.redact import Redactor
 
-#: Replies larger than this are refused: a runaway query must not exhaust memory.
-MAX_REPLY_BYTES = 10 * 1024 * 1024
+#: Replies larger than this are refused: a runaway query (or a hostile server) must not
+#: exhaust memory. A probe's answer is a few series, alerts or runs: far below this.
+MAX_REPLY_BYTES = 4 * 1024 * 1024
+#: How much of a library's error text a line may quote.
+DETAIL_CHARS = 160
 #: How much of a non-JSON reply (an HTML error page of a proxy) a line may quote.
 SNIPPET_CHARS = 200
 USER_AGENT = f"zeroprobe/{__version__}"
@@ -228,11 +233,18 @@ class HttpClient:
         except ProbeError:
             raise
         except TimeoutError:
+            # Tenths at most: a deadline's remainder (1.59995s) is not for people.
+            shown_s = max(0.1, round(timeout_s, 1))
             raise ProbeTimeoutError(
-                f"{where} did not answer within {format_duration(timeout_s)}"
+                f"{where} did not answer within {format_duration(shown_s)}"
             ) from None
         except aiohttp.ClientError as exc:
             raise self._map_client_error(exc, where) from None
+        except (ssl.SSLError, ConnectionError) as exc:
+            # Raised by the transport outside aiohttp's own exceptions (a TLS alert mid-read).
+            raise ProbeConnectionError(
+                f"connection to {where} failed: {self._detail(exc)}"
+            ) from None
 
     async def fetch(
         self,
@@ -275,7 +287,7 @@ class HttpClient:
     async def _read_capped(self, response: aiohttp.ClientResponse, service: str) -> bytes:
         limit = self._max_reply_bytes
         too_large = ProbeReplyError(
-            f"reply of {service} larger than {limit // (1024 * 1024)} MiB: not read "
+            f"reply of {service} larger than {_size_text(limit)}: not read "
             "(narrow the query or the matchers)"
         )
         if response.content_length is not None and response.content_length > limit:
@@ -289,10 +301,23 @@ class HttpClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def _detail(self, exc: BaseException) -> str:
+        """A library's error text on one short line, credentials removed."""
+        text = " ".join((str(exc) or type(exc).__name__).split())
+        if len(text) > DETAIL_CHARS:
+            text = text[: DETAIL_CHARS - 1] + "…"
+        return self._redact(text)
+
     def _map_client_error(self, exc: aiohttp.ClientError, where: str) -> ProbeError:
-        detail = self._redact(str(exc) or type(exc).__name__)
-        if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError):
-            return ProbeConnectionError(f"TLS error talking to {where}: {detail}")
+        detail = self._detail(exc)
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            return ProbeConnectionError(
+                f"TLS handshake with {where} failed: {tls_reason(exc.certificate_error)}"
+            )
+        if isinstance(exc, aiohttp.ClientSSLError):
+            return ProbeConnectionError(
+                f"TLS handshake with {where} failed: {tls_reason(exc.os_error)}"
+            )
         if isinstance(exc, aiohttp.ClientConnectorError):
             # aiohttp 3.11+ raises ClientConnectorDNSError; every version carries the gaierror.
             if isinstance(exc.os_error, socket.gaierror):
@@ -304,19 +329,64 @@ class HttpClient:
         if isinstance(exc, aiohttp.ServerDisconnectedError):
             return ProbeConnectionError(f"{where} closed the connection without a reply")
         if isinstance(exc, aiohttp.ClientPayloadError):
-            return ProbeReplyError(f"reply of {where} was cut off: {detail}")
+            return ProbeReplyError(f"reply of {where} was cut off{_cut_off_reason(str(exc))}")
         if isinstance(exc, aiohttp.InvalidURL):
             return ProbeConfigError(f"invalid URL for {where}")
+        if isinstance(exc, aiohttp.ClientResponseError) and exc.status == 400:
+            # aiohttp's parser rejected what came back: the server does not speak HTTP.
+            message = exc.message or ""
+            if "got more than" in message.lower():
+                return ProbeReplyError(f"reply of {where} has a header larger than 8 KiB")
+            what = message.split(":", 1)[0].strip().lower() or "unreadable"
+            return ProbeReplyError(f"reply of {where} is not HTTP ({self._redact(what[:80])})")
+        if isinstance(exc, aiohttp.ClientOSError):
+            reason = exc.strerror or detail
+            return ProbeConnectionError(f"connection to {where} failed: {reason}")
         return ProbeConnectionError(f"request to {where} failed: {detail}")
+
+
+def tls_reason(error: BaseException) -> str:
+    """`certificate verify failed: self-signed certificate`, `wrong version number (...)`."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {error.verify_message or error.reason or 'unknown'}"
+    if isinstance(error, ssl.SSLError):
+        reason = str(error.reason or "").lower().replace("_", " ")
+        if reason == "wrong version number":
+            return "wrong version number (the server does not seem to speak TLS)"
+        return reason or "unknown TLS error"
+    return " ".join(str(error).split())[:DETAIL_CHARS] or type(error).__name__
+
+
+_TAGS = re.compile(r"<[^>]{0,200}>")
+_RECEIVED = re.compile(r"received (\d+) of (\d+) bytes")
+
+
+def _cut_off_reason(text: str) -> str:
+    """What a payload error says, in words: `(received 78 of 630 bytes)`."""
+    received = _RECEIVED.search(text)
+    if received:
+        return f" (received {received[1]} of {received[2]} bytes)"
+    if "TransferEncodingError" in text:
+        return " (the chunked body ended early)"
+    return ""
+
+
+def _size_text(size_bytes: int) -> str:
+    """`4 MiB`, `512 KiB`, `100 bytes`."""
+    for unit, scale in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if size_bytes >= scale and size_bytes % scale == 0:
+            return f"{size_bytes // scale} {unit}"
+    return f"{size_bytes} bytes"
 
 
 def _reply(response: aiohttp.ClientResponse, body: bytes) -> HttpReply:
     status, reason = response.status, response.reason or ""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: not for us
         text = body.decode("utf-8", errors="replace")
-        snippet = " ".join(text.split())[:SNIPPET_CHARS]
+        # An HTML error page of a proxy: its words, without its markup.
+        snippet = " ".join(_TAGS.sub(" ", text).split())[:SNIPPET_CHARS]
         return HttpReply(status=status, reason=reason, snippet=snippet)
     return HttpReply(status=status, reason=reason, data=data, is_json=True)
 

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from schemas.context_spec import (
     ConnectedSpec,
     SpecBase,
+    compact,
     connection_env_var,
     known_kinds,
     spec_type_for_kind,
@@ -163,7 +164,7 @@ def load_file(
         return None, _by_line(problems)
 
     try:
-        spec = spec_type.model_validate(data)
+        spec = compact(spec_type.model_validate(data))
     except ValidationError as exc:
         problems.extend(_validation_problems(exc, spec_type, name, lines, root_line))
         return None, _by_line(problems)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
-    Counter,
     Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from zeroprobe import __version__
+from zeroprobe.store import OUTCOMES, ResultStore
 
 #: The classic text format that generate_latest() writes. Not prometheus-client's
 #: CONTENT_TYPE_LATEST, which newer releases set to version=1.0.0.
@@ -31,32 +32,10 @@ _DELAY_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2
 class Metrics:
     """Every metric zeroprobe exports, named `zeroprobe_*` with units in the names."""
 
-    def __init__(self) -> None:
+    def __init__(self, redact: Callable[[str], str] = str) -> None:
+        # Label values that come from targets (member names) pass through the redactor.
+        self._redact = redact
         self.registry = CollectorRegistry(auto_describe=True)
-        self.probe_status = Gauge(
-            "zeroprobe_probe_status",
-            "Newest graded status of a probe: 0 GREEN, 1 YELLOW, 2 RED.",
-            ["service_id", "kind"],
-            registry=self.registry,
-        )
-        self.probe_duration = Gauge(
-            "zeroprobe_probe_duration_seconds",
-            "How long the newest run of a probe took.",
-            ["service_id", "kind"],
-            registry=self.registry,
-        )
-        self.probe_runs = Counter(
-            "zeroprobe_probe_runs",
-            "Probe runs by outcome: success (measured), error (could not measure), timeout.",
-            ["service_id", "kind", "outcome"],
-            registry=self.registry,
-        )
-        self.last_success = Gauge(
-            "zeroprobe_probe_last_success_timestamp_seconds",
-            "Unix time of the newest run that measured its target.",
-            ["service_id", "kind"],
-            registry=self.registry,
-        )
         self.mongo_lag = Gauge(
             "zeroprobe_mongo_replication_lag_seconds",
             "Replication lag of a replica-set member behind the primary, delay subtracted.",
@@ -99,25 +78,48 @@ class Metrics:
             buckets=_DELAY_BUCKETS_S,
             registry=self.registry,
         )
-        self._members: dict[str, set[str]] = {}
+        self._members: dict[str, dict[str, tuple[str, Gauge]]] = {}
 
     def set_member_lags(self, service_id: str, lags_s: Mapping[str, float]) -> None:
         """Publish these members' lags and drop series of members no longer reported."""
-        for member in self._members.get(service_id, set()) - set(lags_s):
-            self.mongo_lag.remove(service_id, member)
+        # The children are kept per service and per member name as reported, with the
+        # redacted label, so a run costs neither a `.labels()` lookup nor a redaction.
+        known = self._members.get(service_id)
+        if known is None:
+            if not lags_s:
+                return  # the common case of a failing probe: nothing to publish or drop
+            known = self._members[service_id] = {}
+        if known.keys() != lags_s.keys():
+            for member in known.keys() - lags_s.keys():
+                label, _ = known.pop(member)
+                # Two names may redact to one label: the series goes with the last of them.
+                if all(other != label for other, _ in known.values()):
+                    self.mongo_lag.remove(service_id, label)
         for member, lag_s in lags_s.items():
-            self.mongo_lag.labels(service_id=service_id, member=member).set(lag_s)
-        self._members[service_id] = set(lags_s)
+            entry = known.get(member)
+            if entry is None:
+                label = self._redact(member)
+                entry = known[member] = (
+                    label,
+                    self.mongo_lag.labels(service_id=service_id, member=label),
+                )
+            entry[1].set(lag_s)
+        if not known:
+            del self._members[service_id]
+
+    def publish_results(self, store: ResultStore) -> None:
+        """Export the per-probe series (status, duration, runs, last success) from `store`.
+
+        They are read from the store at scrape time instead of being kept as labelled
+        prometheus_client children: a child costs ~1 KiB (a dict, a lock) per series and a
+        `.labels()` lookup per update, and the store holds the same facts already.
+        """
+        self.registry.register(_ProbeSeries(store))
 
     def forget(self, service_id: str, kind: str) -> None:
         """Drop the series every kind has of a service no longer probed (a kind's own series
-        go through its ProbeKind.forget)."""
-        for gauge in (self.probe_status, self.probe_duration, self.last_success):
-            with contextlib.suppress(KeyError):
-                gauge.remove(service_id, kind)
-        for outcome in ("success", "error", "timeout"):
-            with contextlib.suppress(KeyError):
-                self.probe_runs.remove(service_id, kind, outcome)
+        go through its ProbeKind.forget). The per-probe series follow the store, which
+        stops tracking the id, so there is nothing to drop here."""
 
     def record_config_load(self, ok: bool) -> None:
         """The outcome of loading the context specs, at start or on a reload."""
@@ -128,3 +130,55 @@ class Metrics:
     def render(self) -> bytes:
         """The text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+class _ProbeSeries(Collector):
+    """The per-probe series, built from the store on every scrape."""
+
+    def __init__(self, store: ResultStore) -> None:
+        self._store = store
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        status, duration, runs, last_success = self._families()
+        for result, counts, last_success_ms in self._store.series():
+            labels = [result.service_id, result.kind]
+            status.add_metric(labels, result.grade.rank)
+            duration.add_metric(labels, result.duration_s)
+            for outcome, count in zip(OUTCOMES, counts, strict=True):
+                if count:
+                    runs.add_metric([*labels, outcome], count)
+            if last_success_ms is not None:
+                last_success.add_metric(labels, last_success_ms / 1000)
+        yield from (status, duration, runs, last_success)
+
+    @staticmethod
+    def _families() -> tuple[
+        GaugeMetricFamily, GaugeMetricFamily, CounterMetricFamily, GaugeMetricFamily
+    ]:
+        labels = ["service_id", "kind"]
+        return (
+            GaugeMetricFamily(
+                "zeroprobe_probe_status",
+                "Published status of a probe: 0 GREEN, 1 YELLOW, 2 RED (flap damping: a "
+                "change counts once `confirm` runs agree).",
+                labels=labels,
+            ),
+            GaugeMetricFamily(
+                "zeroprobe_probe_duration_seconds",
+                "How long the newest run of a probe took.",
+                labels=labels,
+            ),
+            CounterMetricFamily(
+                "zeroprobe_probe_runs",
+                "Probe runs by outcome: success (measured), error (could not measure), timeout.",
+                labels=[*labels, "outcome"],
+            ),
+            GaugeMetricFamily(
+                "zeroprobe_probe_last_success_timestamp_seconds",
+                "Unix time of the newest run that measured its target.",
+                labels=labels,
+            ),
+        )

@@ -287,6 +287,42 @@ def _paths() -> Json:
     return paths
 
 
+_SECURITY_SCHEMES = {
+    "bearerToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The token of ZEROPROBE_AUTH_TOKEN (or ZEROPROBE_AUTH_TOKEN_FILE).",
+    },
+    "basicToken": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "Any user name, the token as password (what browsers send).",
+    },
+}
+# Either scheme, or none when access control is off (no token configured).
+_SECURITY: list[dict[str, list[str]]] = [{"bearerToken": []}, {"basicToken": []}, {}]
+_UNAUTHORIZED = _error(
+    "Access control is on and the request lacks the token (the health endpoints only when "
+    "ZEROPROBE_AUTH_PROTECT names them).",
+    headers={
+        "WWW-Authenticate": {
+            "description": 'Bearer realm="zeroprobe" and Basic realm="zeroprobe", one each.',
+            "schema": {"type": "string"},
+        }
+    },
+)
+
+
+def _with_auth(paths: Json) -> Json:
+    """Every operation may answer 401: any can need the token (the health endpoints when
+    ZEROPROBE_AUTH_PROTECT closes them); the document does not depend on the settings."""
+    for item in paths.values():
+        for key, operation in item.items():
+            if key != "parameters":
+                operation["responses"].setdefault("401", copy.deepcopy(_UNAUTHORIZED))
+    return paths
+
+
 def _with_head(paths: Json) -> Json:
     """aiohttp answers HEAD wherever it answers GET: the same responses without a body."""
     for item in paths.values():
@@ -315,7 +351,17 @@ def openapi_document() -> Json:
                 "Scheduled health probes served as Zero Problem documents, a status page and "
                 'its JSON API. Every error body is JSON {"error": ..., "status": ...} '
                 "(except the HTML 404 page of /ui/{service_id}): 404 for an unknown path, "
-                "405 with Allow for a method a path does not serve."
+                "405 with Allow for a method a path does not serve; 400 for a request that "
+                "cannot be parsed or exceeds the header limits (8190-byte request line and "
+                "header lines, 100 headers); 408, then the connection is closed, for a request "
+                "not sent whole within the read timeout (ZEROPROBE_REQUEST_READ_TIMEOUT, 10 s). "
+                "Access control: with a token configured (ZEROPROBE_AUTH_TOKEN or "
+                "ZEROPROBE_AUTH_TOKEN_FILE) every operation requires it, as "
+                "`Authorization: Bearer <token>` or HTTP Basic with the token as password (any "
+                "user name), except /livez, /readyz, /liveness and /metrics, which stay open "
+                "unless ZEROPROBE_AUTH_PROTECT names them; this document too. Without the "
+                "token: 401 with one WWW-Authenticate challenge per scheme. With no token "
+                "configured, nothing requires one."
             ),
         },
         "tags": [
@@ -324,8 +370,12 @@ def openapi_document() -> Json:
             {"name": "status page", "description": "HTML for people."},
             {"name": "api", "description": "JSON for the page and for scripts."},
         ],
-        "paths": _with_head(_paths()),
-        "components": {"schemas": defs.get("$defs", {})},
+        "paths": _with_head(_with_auth(_paths())),
+        "components": {
+            "schemas": defs.get("$defs", {}),
+            "securitySchemes": copy.deepcopy(_SECURITY_SCHEMES),
+        },
+        "security": copy.deepcopy(_SECURITY),
     }
 
 
@@ -340,5 +390,5 @@ async def openapi_handler(request: web.Request) -> web.Response:
 
 
 def add_openapi_route(router: web.UrlDispatcher) -> None:
-    """Register /openapi.json (before the catch-all /{service_id})."""
+    """Register /openapi.json (app.create_app wraps the handler: JSON errors, access control)."""
     router.add_get(OPENAPI_PATH, openapi_handler)

@@ -99,7 +99,10 @@ class Reloader:
             engine = self.engine
             self.seen = await asyncio.to_thread(fingerprint, self.folder)
             report = await asyncio.to_thread(load_contexts, self.folder, engine.environ)
-            errors, warnings = tuple(report.errors), tuple(report.warnings)
+            # A problem may quote a value of a file (a URI with a password in a wrong field):
+            # POST /-/reload answers with them, so they are scrubbed here, once.
+            errors = tuple(problem.redacted(engine.redact) for problem in report.errors)
+            warnings = tuple(problem.redacted(engine.redact) for problem in report.warnings)
             for problem in warnings:
                 log.warning("%s", problem)
             if errors:

@@ -9,9 +9,10 @@ from collections.abc import Callable, Mapping
 
 from probes.base import ProbeContext, ProbeKind
 from schemas.context_spec import SpecBase
+from zeroprobe.damping import Verdict, damp
 from zeroprobe.durations import format_duration
 from zeroprobe.errors import ProbeError
-from zeroprobe.grading import Grade, Line
+from zeroprobe.grading import Grade, Line, worst
 from zeroprobe.metrics import Metrics
 from zeroprobe.store import Result, ResultStore
 
@@ -43,6 +44,7 @@ class ProbeRunner:
         self._store = store
         self._metrics = metrics
         self._clock_ms = clock_ms
+        metrics.publish_results(store)
 
     async def run(self, spec: SpecBase) -> Result:
         """Run `spec`'s probe once, store and return the graded result."""
@@ -73,7 +75,32 @@ class ProbeRunner:
             lines = [Line(f"- probe failed unexpectedly: {message}", Grade.RED)]
             outcome = "error"
         duration_s = time.perf_counter() - started
-        result = Result.build(
+        # Every line, not only error lines: a graded line quotes what a target said (an alert
+        # annotation, a label value, a run URL), and a target may echo a credential.
+        lines = [Line(self._ctx.redact(line.text), line.grade) for line in lines]
+        result = self._conclude(spec, lines, duration_s, outcome, reached_target)
+        self._record(spec, kind, result, observation)
+        return result
+
+    def _conclude(
+        self,
+        spec: SpecBase,
+        lines: list[Line],
+        duration_s: float,
+        outcome: str,
+        reached_target: bool,
+    ) -> Result:
+        """The result to publish: the measured lines, the colour after flap damping."""
+        previous = self._store.newest(spec.service_id)
+        measured = worst(lines)
+        if previous is None:
+            verdict = Verdict(measured)
+        else:
+            verdict = damp(previous.grade, previous.pending, previous.agree, measured, spec.confirm)
+        note = verdict.note(spec.confirm)
+        if note is not None:
+            lines = [*lines, note]
+        return Result.build(
             service_id=spec.service_id,
             kind=spec.kind,
             lines=lines,
@@ -81,22 +108,19 @@ class ProbeRunner:
             duration_s=duration_s,
             outcome=outcome,
             reached_target=reached_target,
+            grade=verdict.published,
+            pending=verdict.pending,
+            agree=verdict.agree,
         )
-        self._record(spec, kind, result, observation)
-        return result
 
     def _record(
         self, spec: SpecBase, kind: ProbeKind, result: Result, observation: object | None
     ) -> None:
+        # Status, duration, runs and last success are exported from the store (metrics.py).
         previous = self._store.newest(spec.service_id)
         self._store.put(result)
-        labels = {"service_id": spec.service_id, "kind": spec.kind}
-        self._metrics.probe_status.labels(**labels).set(result.grade.rank)
-        self._metrics.probe_duration.labels(**labels).set(result.duration_s)
-        self._metrics.probe_runs.labels(**labels, outcome=result.outcome).inc()
         self._metrics.run_duration.observe(result.duration_s)
         if observation is not None:
-            self._metrics.last_success.labels(**labels).set(result.collected_at_ms / 1000)
             if kind.export is not None:
                 kind.export(observation, spec, self._metrics)
         elif kind.forget is not None:
@@ -113,7 +137,7 @@ class ProbeRunner:
                 result.grade.value,
                 _worst_line(result),
             )
-        elif result.outcome != "success" and (previous.lines != result.lines):
+        elif result.outcome != "success" and previous.action_body != result.action_body:
             log.warning("%s: %s", spec.service_id, _worst_line(result))
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from zeroprobe.auth import AuthConfigError, protected_from_environ, token_from_environ
 from zeroprobe.durations import parse_duration_s
 
 DEFAULT_HOST = "127.0.0.1"
@@ -12,6 +14,8 @@ DEFAULT_PORT = 8080
 DEFAULT_CONTEXTS = "contexts"
 DEFAULT_LIVENESS_MAX_AGE_S = 180.0
 DEFAULT_CONTEXTS_POLL_S = 1.0
+DEFAULT_REQUEST_READ_TIMEOUT_S = 10.0
+DEFAULT_KEEPALIVE_TIMEOUT_S = 75.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,15 @@ class Settings:
     # How often `serve` looks for changes in the contexts folder; 0: only SIGHUP and
     # POST /-/reload reload. A change is applied once two looks agree (1-2 polls late).
     contexts_poll_s: float = DEFAULT_CONTEXTS_POLL_S
+    # A client must send a whole request (head and body) within this time from its first byte
+    # (or from connecting), or its connection is closed: slow or silent clients hold no
+    # connection for long (server.py). Idle keep-alive connections close after the other.
+    request_read_timeout_s: float = DEFAULT_REQUEST_READ_TIMEOUT_S
+    keepalive_timeout_s: float = DEFAULT_KEEPALIVE_TIMEOUT_S
+    # Access control (auth.py): the token every protected endpoint requires (None: off; never
+    # in a repr, so never in a log line), and the open endpoints closed to anonymous clients.
+    auth_token: str | None = dataclasses.field(default=None, repr=False)
+    auth_protect: frozenset[str] = frozenset()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str], **overrides: object) -> Settings:
@@ -48,6 +61,18 @@ class Settings:
             values["contexts_poll_s"] = (
                 0.0 if poll in ("0", "off") else _duration(poll, "ZEROPROBE_CONTEXTS_POLL")
             )
+        for name, field in (
+            ("ZEROPROBE_REQUEST_READ_TIMEOUT", "request_read_timeout_s"),
+            ("ZEROPROBE_KEEPALIVE_TIMEOUT", "keepalive_timeout_s"),
+        ):
+            if environ.get(name, "").strip():
+                values[field] = _duration(environ[name], name)
+        try:
+            token = token_from_environ(environ)
+            values["auth_token"] = token
+            values["auth_protect"] = protected_from_environ(environ, token)
+        except AuthConfigError as exc:
+            raise SettingsError(str(exc)) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

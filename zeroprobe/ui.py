@@ -416,8 +416,8 @@ class StatusPages:
             "main",
             None,
             h("ol", {"id": "probes", "class": "probes"}, probe_card(probe, link=False)),
-            runbook_section(context),
-            settings_section(context, probe),
+            runbook_section(context, self._engine.redact),
+            settings_section(context, probe, self._engine.redact),
             raw_links_section(probe),
         )
         attrs = self._body_attrs("detail", probe.links.result, refresh_s)
@@ -456,9 +456,9 @@ class StatusPages:
         return handler
 
 
-def runbook_section(context: ContextFile) -> Html:
-    """The spec's Markdown body: goal and runbook."""
-    body = context.body.strip()
+def runbook_section(context: ContextFile, redact: Callable[[str], str] = str) -> Html:
+    """The spec's Markdown body: goal and runbook (a pasted URL may carry a password)."""
+    body = redact(context.body.strip())
     content: Child = (
         h("div", {"class": "markdown"}, render_markdown(body))
         if body
@@ -489,9 +489,14 @@ def _setting_text(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def settings_section(context: ContextFile, probe: ProbeResult) -> Html:
-    """Every field of the spec, where it was loaded from, and the stale limit."""
-    rows = settings_rows(context.spec.model_dump(mode="json"))
+def settings_section(
+    context: ContextFile, probe: ProbeResult, redact: Callable[[str], str] = str
+) -> Html:
+    """Every field of the spec, where it was loaded from, and the stale limit. Values are
+    scrubbed: a field may hold a URL with a password or a token (a query, a matcher)."""
+    rows = [
+        (name, redact(text)) for name, text in settings_rows(context.spec.model_dump(mode="json"))
+    ]
     rows.append(("stale after", format_duration(probe.stale_after_s)))
     rows.append(("file", f"{context.path}:{context.line}"))
     return h(
@@ -518,7 +523,7 @@ def raw_links_section(probe: ProbeResult) -> Html:
 
 
 def add_ui_routes(router: web.UrlDispatcher, engine: Engine) -> None:
-    """Register the status page and its static files (before the catch-all /{service_id})."""
+    """Register the status page and its static files (app.create_app wraps each handler)."""
     pages = StatusPages(engine)
     router.add_get("/", pages.index)
     router.add_get(UI_PATH + "/{service_id}", pages.detail)
