@@ -301,7 +301,8 @@ def wait_all(base: str, ids: Sequence[str], status: str, timeout_s: float) -> bo
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     interval_s = parse_duration_s(args.interval)
-    workdir = Path(tempfile.mkdtemp(prefix="zeroprobe-burst-"))
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="zeroprobe-burst-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     nice = raise_priority(args.nice)
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M")
     targets: list[Target] = [
@@ -510,8 +511,9 @@ def profile_text(shares: Sequence[Sequence[Any]]) -> str:
     total = sum(int(count) for _, count in shares)
     rows = [[str(name), f"{int(count) / total:.0%}"] for name, count in shares]
     return (
-        "What the server did during the second of the burst (py-spy, 1,000 samples a second, "
-        f"{total:,} samples):\n\n" + table(["doing", "share of samples"], rows)
+        "What the server did during the second of the burst (py-spy at 1,000 samples a second; "
+        f"it keeps {total:,}, dropping most idle ones):\n\n"
+        + table(["doing", "share of samples"], rows)
     )
 
 
@@ -618,6 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", default=str(DOC), help="markdown file to update")
     parser.add_argument("--json", help="also write the raw figures here")
+    parser.add_argument("--workdir", help="specs, logs, profile (default: a new temp dir)")
     # The measuring client, run as a child process by the benchmark itself.
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)

@@ -416,3 +416,46 @@ async def test_a_mongodb_reply_of_the_wrong_shape_is_one_plain_red_line(
     expected = r"(malformed replSetGetStatus reply|unreadable reply from MongoDB)[^\n]*"
     assert_plain_red(result, expected, case=str(status_reply))
     assert "unexpectedly" not in result.lines[0].text
+
+
+async def test_runs_hung_on_one_target_do_not_starve_the_probes_of_another() -> None:
+    """More runs hung on one target than aiohttp's default pool of 100 connections for all
+    hosts together: a probe of another target still gets a connection and its answer."""
+    hung_runs = 120
+    silent = HostileServer(never_answers()).start()
+    healthy = HostileServer(answers_http(QUERY_REPLY)).start()
+    specs = [
+        SPEC_TYPE[PROMETHEUS].model_validate(
+            {
+                "service_id": f"hung.{index}",
+                "kind": PROMETHEUS,
+                "connection": "silent",
+                "interval": "60s",
+                "timeout": "5s",
+                "query": "up",
+                "thresholds": {"yellow": 1, "red": 2},
+            }
+        )
+        for index in range(hung_runs)
+    ]
+    specs.append(spec_for(PROMETHEUS, "healthy.prometheus", "healthy"))
+    environ = {
+        connection_env_var("silent"): f"http://{silent.address}",
+        connection_env_var("healthy"): f"http://{healthy.address}",
+    }
+    engine = engine_for(specs, environ, first_run_spread_s=0.0)
+    try:
+        await engine.start()
+        # First runs start at most 200 a second (Engine): after 1.5 s every hung run has
+        # started, and holds a connection or waits for one, for its 5 s timeout.
+        await asyncio.sleep(1.5)
+        assert silent.connections >= 16, silent.connections
+        result = await engine.run_once("healthy.prometheus")
+    finally:
+        await engine.stop()
+        silent.stop()
+        healthy.stop()
+    # Bounded per target: the hung target holds a few connections, not the whole pool.
+    assert silent.connections < hung_runs, silent.connections
+    assert result.outcome == "success", result.lines
+    assert result.duration_s < 1.0, result.duration_s

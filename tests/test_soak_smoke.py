@@ -71,6 +71,7 @@ def test_failing_burst_runs_with_a_tiny_set(tmp_path: Path) -> None:
         *("--specs", "20", "--interval", "4s", "--timeout", "3s", "--rate", "50"),
         *("--before", "1", "--hold", "0.5", "--refused", "1", "--burst-window", "1"),
         *("--nice", "0", "--out", str(out), "--json", str(raw)),
+        *("--workdir", str(tmp_path / "work")),
     ]
     subprocess.run(
         [sys.executable, "-m", "bench.failing_burst", *args], cwd=ROOT, check=True, timeout=55

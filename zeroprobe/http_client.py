@@ -44,6 +44,8 @@ DETAIL_CHARS = 160
 #: How much of a non-JSON reply (an HTML error page of a proxy) a line may quote.
 SNIPPET_CHARS = 200
 USER_AGENT = f"zeroprobe/{__version__}"
+#: Connections open at once to one target (host and port); runs beyond it wait for one.
+MAX_CONNECTIONS_PER_TARGET = 16
 
 # The share of the probe's timeout given to one request, so that the request's own error
 # ("did not answer within 8s") arrives before the runner's timeout cuts the run short.
@@ -182,6 +184,11 @@ class HttpClient:
         """The shared session, opened on first use (inside the running event loop)."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
+                # aiohttp's default pool is 100 connections for all hosts together: 100 runs
+                # waiting on one hung target would starve every probe of every other target.
+                # A bound per target keeps them apart, and also bounds how many runs fail in
+                # the same loop turn when a target drops its connections.
+                connector=aiohttp.TCPConnector(limit=0, limit_per_host=MAX_CONNECTIONS_PER_TARGET),
                 headers={"User-Agent": USER_AGENT},
                 # Credentials travel only in the headers target() builds, never in the URL.
                 trust_env=False,
