@@ -51,12 +51,12 @@ from bench.soak import (
     percentile,
     pin_apart,
     raise_priority,
+    start_zeroprobe,
     table,
     wait_ready,
     write_section,
 )
 from bench.targets import Target, http_target, set_all, steady_prometheus_app
-from schemas.context_spec import connection_env_var
 from zeroprobe.durations import parse_duration_s
 
 SPEC = """service_id: {sid}
@@ -324,26 +324,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         (workdir / "ids.txt").write_text("\n".join(ids) + "\n")
         port = free_port()
         TOKEN[0] = secrets.token_urlsafe(24)
-        env = {
-            **os.environ,
-            **{connection_env_var(t.name): t.url for t in targets},
-            "ZEROPROBE_CONTEXTS": str(folder),
-            "ZEROPROBE_PORT": str(port),
-            "ZEROPROBE_CONTEXTS_POLL": "0",
-            "ZEROPROBE_LOG_LEVEL": "WARNING",
-            # Access control on, as in production: every request carries the token.
-            "ZEROPROBE_AUTH_TOKEN": TOKEN[0],
-        }
-        env.pop("ZEROPROBE_AUTH_TOKEN_FILE", None)
-        log_path = workdir / "zeroprobe.log"
-        with log_path.open("wb") as log_file:
-            server = subprocess.Popen(
-                [PYTHON, "-m", "bench.gc_trace", "serve"],
-                env=env,
-                cwd=ROOT,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+        server, log_path = start_zeroprobe(
+            workdir, folder, port, TOKEN[0], {t.name: t.url for t in targets}
+        )
         procs.append(server)
         # zeroprobe alone on one core; this process, and the control and the client started
         # from it below, on the other: the control then shows what the machine does to the

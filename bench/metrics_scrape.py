@@ -25,13 +25,11 @@ from typing import Any
 from aiohttp import web
 
 from bench.common import ROOT, _latency, connection_env, free_port, labels, write_specs
-from bench.startup import lines
-from probes.registry import PROBES
+from bench.startup import fill_histories
 from zeroprobe.app import create_app
 from zeroprobe.engine import Engine
 from zeroprobe.loader import load_contexts
 from zeroprobe.settings import Settings
-from zeroprobe.store import HISTORY_SIZE, Result
 
 SPECS = 10_000
 
@@ -51,21 +49,10 @@ async def measure(mode: str) -> str:
     await engine.start()
     assert engine._scheduler is not None
     engine._scheduler.pause()  # no run: the histories are filled below
+    fill_histories(engine, [cf.spec for cf in report.specs])
     for cf in report.specs:
-        spec = cf.spec
-        for n in range(HISTORY_SIZE):
-            result = Result.build(
-                service_id=spec.service_id,
-                kind=spec.kind,
-                lines=lines(n),
-                collected_at_ms=1_700_000_000_000 + n * 60_000,
-                duration_s=0.003,
-                outcome="success",
-                reached_target=True,
-            )
-            engine.runner._record(spec, PROBES[spec.kind], result, None)
         engine.metrics.set_member_lags(
-            spec.service_id, {"127.0.0.1:27018": 0.2, "127.0.0.1:27019": 0.3}
+            cf.spec.service_id, {"127.0.0.1:27018": 0.2, "127.0.0.1:27019": 0.3}
         )
     gc.freeze()  # as `zeroprobe serve` does once serving starts
     runner = web.AppRunner(create_app(engine, start_engine=False), access_log=None)

@@ -395,6 +395,34 @@ def raise_priority(nice: int) -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
+def start_zeroprobe(
+    workdir: Path, contexts: Path, port: int, token: str, connections: Mapping[str, str]
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """`zeroprobe serve` (under bench.gc_trace, which times its collections) on `port`, its
+    output in workdir/zeroprobe.log. Access control is on, as in production: every request
+    carries `token`. `connections`: connection label -> value."""
+    env = {
+        **os.environ,
+        **{connection_env_var(label): value for label, value in connections.items()},
+        "ZEROPROBE_CONTEXTS": str(contexts),
+        "ZEROPROBE_PORT": str(port),
+        "ZEROPROBE_CONTEXTS_POLL": "0",
+        "ZEROPROBE_LOG_LEVEL": "WARNING",
+        "ZEROPROBE_AUTH_TOKEN": token,
+    }
+    env.pop("ZEROPROBE_AUTH_TOKEN_FILE", None)
+    log_path = workdir / "zeroprobe.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "bench.gc_trace", "serve"],
+            env=env,
+            cwd=ROOT,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    return proc, log_path
+
+
 def pin_apart(server_pid: int) -> bool:
     """zeroprobe alone on the last core, every thread of this process (and what it starts
     later) on the others; False when the machine has a single core."""
@@ -453,26 +481,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         (workdir / "ids.txt").write_text("\n".join(all_ids) + "\n")
         port = free_port()
         token = secrets.token_urlsafe(24)
-        env = {
-            **os.environ,
-            **{connection_env_var(t.name): t.url for t in targets},
-            "ZEROPROBE_CONTEXTS": str(workdir / "contexts"),
-            "ZEROPROBE_PORT": str(port),
-            "ZEROPROBE_CONTEXTS_POLL": "0",
-            "ZEROPROBE_LOG_LEVEL": "WARNING",
-            # Access control on, as in production: every PUT carries the token.
-            "ZEROPROBE_AUTH_TOKEN": token,
-        }
-        env.pop("ZEROPROBE_AUTH_TOKEN_FILE", None)
-        log_path = workdir / "zeroprobe.log"
-        with log_path.open("wb") as log_file:
-            proc = subprocess.Popen(
-                [PYTHON, "-m", "bench.gc_trace", "serve"],
-                env=env,
-                cwd=ROOT,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
+        proc, log_path = start_zeroprobe(
+            workdir, workdir / "contexts", port, token, {t.name: t.url for t in targets}
+        )
         base = f"http://127.0.0.1:{port}"
         pinned = args.pin and pin_apart(proc.pid)
         ready_s = wait_ready(proc, f"{base}/readyz", log_path, 120)

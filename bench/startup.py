@@ -13,10 +13,12 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.common import connection_env, labels, rss_bytes, write_specs
 from probes.registry import PROBES
+from schemas.context_spec import SpecBase
 from zeroprobe.engine import Engine
 from zeroprobe.grading import Grade, Line
 from zeroprobe.loader import load_contexts
@@ -33,6 +35,22 @@ def lines(index: int) -> list[Line]:
     ]
 
 
+def fill_histories(engine: Engine, specs: Sequence[SpecBase]) -> None:
+    """Give every spec a full history through the runner's bookkeeping, with no probe run."""
+    for spec in specs:
+        for n in range(HISTORY_SIZE):
+            result = Result.build(
+                service_id=spec.service_id,
+                kind=spec.kind,
+                lines=lines(n),
+                collected_at_ms=1_700_000_000_000 + n * 60_000,
+                duration_s=0.003,
+                outcome="success",
+                reached_target=True,
+            )
+            engine.runner._record(spec, PROBES[spec.kind], result, None)
+
+
 async def measure(folder: Path, count: int) -> dict[str, float]:
     env = {**os.environ, **connection_env(["mongodb://127.0.0.1:9/?directConnection=true"] * 4)}
     rss_before = rss_bytes(os.getpid())
@@ -47,19 +65,7 @@ async def measure(folder: Path, count: int) -> dict[str, float]:
     engine._scheduler.pause()
     assert len(report.specs) == count, report.problems[:3]
     rss_loaded = rss_bytes(os.getpid())
-    for cf in report.specs:
-        spec = cf.spec
-        for n in range(HISTORY_SIZE):
-            result = Result.build(
-                service_id=spec.service_id,
-                kind=spec.kind,
-                lines=lines(n),
-                collected_at_ms=1_700_000_000_000 + n * 60_000,
-                duration_s=0.003,
-                outcome="success",
-                reached_target=True,
-            )
-            engine.runner._record(spec, PROBES[spec.kind], result, None)
+    fill_histories(engine, [cf.spec for cf in report.specs])
     rss_full = rss_bytes(os.getpid())
     await engine.stop()
     return {
