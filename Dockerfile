@@ -1,15 +1,17 @@
 # zeroprobe's image: `docker build -t zeroprobe:0.1.0 .`
-# Stage one builds the wheel; stage two installs it with its runtime dependencies only
+# Stage one builds the wheels (zeroprobe and its HTTP endpoint kind); stage two installs them with its runtime dependencies only
 # (no dev tools, no compiler, no source tree) and runs it as an unprivileged user.
 
 FROM python:3.11-slim-trixie AS build
 WORKDIR /src
-# Exactly what the wheel is built from; tests, docs and deploy files stay out.
+# Exactly what the wheels are built from; tests, docs and deploy files stay out. The HTTP
+# endpoint kind is a plugin distribution of its own (the shipped contexts use it).
 COPY pyproject.toml README.md ./
 COPY zeroprobe/ zeroprobe/
 COPY probes/ probes/
 COPY schemas/ schemas/
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+COPY plugins/zeroprobe-http/ plugins/zeroprobe-http/
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . ./plugins/zeroprobe-http
 
 FROM python:3.11-slim-trixie
 LABEL org.opencontainers.image.title="zeroprobe" \

@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-SOURCES := zeroprobe probes schemas tests bench
+# The HTTP endpoint kind: a plugin distribution of its own, installed beside zeroprobe.
+HTTP_PLUGIN := plugins/zeroprobe-http
+SOURCES := zeroprobe probes schemas tests bench $(HTTP_PLUGIN)
 
 # Debian packages the tests drive as real servers, as command=package pairs: installed by
 # `make system-deps` (root, apt-get) when the command is missing.
@@ -13,9 +15,9 @@ APT_REQUIRES := prometheus=prometheus promtool=prometheus \
 
 .PHONY: install system-deps check test bench soak demo schemas configmap clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(HTTP_PLUGIN)/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e $(HTTP_PLUGIN)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,6 +26,7 @@ check: install
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 system-deps:
 	@missing=""; for pair in $(APT_REQUIRES); do \
@@ -58,7 +61,7 @@ demo: install
 	$(BIN)/zeroprobe demo
 
 schemas: install
-	$(BIN)/python -m schemas.export
+	$(BIN)/python -m zeroprobe.config.schema_export
 
 # deploy/kubernetes/configmap.yaml from contexts/ (a test fails while they differ).
 configmap: install

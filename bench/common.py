@@ -26,7 +26,17 @@ ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-PACKAGES = ("aiohttp", "pymongo", "APScheduler", "prometheus-client", "pydantic", "mockupdb")
+#: The cores this process may use when it starts (before keep_off_server_core narrows them).
+CORES = frozenset(os.sched_getaffinity(0))
+PACKAGES = (
+    "aiohttp",
+    "pymongo",
+    "APScheduler",
+    "prometheus-client",
+    "pydantic",
+    "mockupdb",
+    "watchfiles",
+)
 
 
 def free_port() -> int:
@@ -69,14 +79,40 @@ def _cpu_model() -> str:
 # Processes -------------------------------------------------------------------------------
 
 
+def split_cores() -> tuple[frozenset[int], frozenset[int]] | None:
+    """(the measured server's core, the others): the server alone on the last core, and the
+    simulated targets, wrk and this process on the rest, so that their cost stays out of the
+    server's CPU and latency figures. None on a single-core machine."""
+    cores = sorted(CORES)
+    if len(cores) < 2:
+        return None
+    return frozenset(cores[-1:]), frozenset(cores[:-1])
+
+
+def keep_off_server_core() -> frozenset[int] | None:
+    """Move this process (and so the children it starts later, unless told otherwise) off the
+    server's core; that core, or None on a single-core machine."""
+    cores = split_cores()
+    if cores is None:
+        return None
+    os.sched_setaffinity(0, cores[1])
+    return cores[0]
+
+
 @contextmanager
 def child(
-    args: Sequence[str], env: Mapping[str, str] | None = None
+    args: Sequence[str],
+    env: Mapping[str, str | None] | None = None,
+    cpus: frozenset[int] | None = None,
 ) -> Iterator[subprocess.Popen[str]]:
-    """A child process, stopped (SIGTERM, then SIGKILL) by its pid on exit."""
+    """A child process (on `cpus`, with every thread it starts: util-linux's taskset), stopped
+    (SIGTERM, then SIGKILL) by its pid on exit. `env` adds to this one's environment; a None
+    value removes the variable."""
+    on_cpus = [] if cpus is None else ["taskset", "-c", ",".join(map(str, sorted(cpus)))]
+    merged = {**os.environ, **(env or {})}
     proc = subprocess.Popen(
-        list(args),
-        env={**os.environ, **(env or {})},
+        [*on_cpus, *args],
+        env={name: value for name, value in merged.items() if value is not None},
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -244,6 +280,16 @@ def _latency(out: str, which: str) -> float:
 
 
 # Prometheus histograms -----------------------------------------------------------------
+
+
+def plus(
+    a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """Bucket counts of two runs together (same buckets)."""
+    if not a:
+        return list(b)
+    base = dict(b)
+    return [(bound, count + base.get(bound, 0.0)) for bound, count in a]
 
 
 def histogram(text: str, name: str) -> list[tuple[float, float]]:

@@ -57,7 +57,7 @@ from bench.soak import (
     write_section,
 )
 from bench.targets import Target, http_target, set_all, steady_prometheus_app
-from zeroprobe.durations import parse_duration_s
+from schemas.durations import parse_duration_s
 
 SPEC = """service_id: {sid}
 kind: prometheus_query
@@ -542,10 +542,11 @@ of each other (the last {
 process PUTs known ids at {r["rate"]:g} per second all along, open loop (latency counts from
 when a request was due), and at the same moments the same PUTs to a control: a bare aiohttp
 app answering the same bytes (`bench/bare_app.py`). What slows the control too is the machine
-(the client, other processes on the 2 cores), not zeroprobe. Access control is on
-(`ZEROPROBE_AUTH_TOKEN`): every request carries the bearer token. Every process of the run
-(zeroprobe, the control, the client, the targets) ran at nice {r["nice"]} (`--nice`), so that
-other work on the shared machine does not preempt it.{
+(the client, other processes on the 2 cores), not zeroprobe. zeroprobe runs with default
+settings (INFO logging, the contexts folder watched) but for access control, on as in
+production (`ZEROPROBE_AUTH_TOKEN`): every request carries the bearer token. Every process of
+the run (zeroprobe, the control, the client, the targets) ran at nice {r["nice"]} (`--nice`),
+so that other work on the shared machine does not preempt it.{
         " zeroprobe ran alone on one core, the rest on the other (`--pin`)." if r["pinned"] else ""
     }
 

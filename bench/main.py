@@ -141,18 +141,40 @@ def http(cases: Sequence[tuple[int, bool]], rounds: int, duration_s: int, conns:
     return f"```\n{cmd}\n```\n\n" + table(head, rows)
 
 
-def scale(sizes: Sequence[int], interval_s: int, window_s: float, samples: int) -> str:
+#: How the scale sections run zeroprobe and measure CPU, stated above their tables.
+SCALE_METHOD = (
+    "`zeroprobe serve` runs as a user runs it: default settings (INFO logging, the contexts "
+    "folder watched by change notification) unless a row says otherwise. It runs alone on one "
+    "core (`taskset`); the simulated replica sets (`bench.sims`: MockupDB, 3 members, 4 sets) "
+    "and the measuring client on the other, so their cost stays out. **CPU** is the CPU "
+    "seconds (user + system, `/proc/<pid>/stat`) of the zeroprobe process over whole probe "
+    "intervals, divided by the wall time they took: the mean; min and max are those of single "
+    "intervals. Start jitter and probe duration come from every run in those intervals "
+    "(`zeroprobe_probe_start_delay_seconds`, `zeroprobe_probe_run_duration_seconds`; bucket "
+    "upper bounds, so conservative)."
+)
+
+
+def _cpu(got: dict[str, float]) -> str:
+    return (
+        f"**{got['cpu_core'] * 100:.1f} %** "
+        f"({got['cpu_min'] * 100:.0f}–{got['cpu_max'] * 100:.0f} %)"
+    )
+
+
+def scale(sizes: Sequence[int], interval_s: int, window_s: float) -> str:
     rows: Table = []
     metrics_rows: Table = []
+    intervals = max(1, int(window_s // interval_s))
     for size in sizes:
-        got = live.scale(size, interval_s, window_s, samples)
+        got = live.scale(size, interval_s, window_s)
         rows.append(
             [
                 f"{size:,}",
                 f"{interval_s} s",
                 f"{got['ready_s']:.1f}",
                 f"{int(got['runs']):,}",
-                f"{got['cpu_core'] * 100:.0f} %",
+                _cpu(got),
                 f"{got['jitter_p50_s'] * 1000:g} / {got['jitter_p99_s'] * 1000:g}",
                 f"{got['duration_p99_s'] * 1000:g}",
                 f"{int(got['sockets_max'])}",
@@ -166,19 +188,79 @@ def scale(sizes: Sequence[int], interval_s: int, window_s: float, samples: int) 
         "specs",
         "interval",
         "ready after (s)",
-        f"runs in {window_s:g} s window",
-        "CPU (of one core, median)",
+        f"runs in {intervals} intervals",
+        f"CPU of one core: mean over {intervals} whole intervals (min–max of one)",
         "start jitter p50 / p99 (ms, ≤ bucket bound)",
         "probe duration p99 (ms, ≤ bucket bound)",
         "sockets to targets (max)",
         "RSS (MiB)",
     ]
-    cmd = f"live.scale(SPECS, {interval_s}, {window_s:g}, {samples})  # see bench/live.py"
+    cmd = f"python -m bench.main --only scale  # live.scale(SPECS, {interval_s}, {window_s:g})"
     return (
-        f"```\n{cmd}\n```\n\n"
+        f"{SCALE_METHOD}\n\n```\n{cmd}\n```\n\n"
         + table(head, rows)
         + "\n\n/metrics of the same runs (GET, median of 3):\n\n"
         + table(["specs", "size (KiB)", "render + transfer (ms)"], metrics_rows)
+    )
+
+
+#: The 60 s rows: the defaults, the watch off, and the polling fallback, measured in turns.
+SLOW_CASES: list[tuple[str, dict[str, str]]] = [
+    ("defaults (contexts folder watched: change notification)", {}),
+    ("`ZEROPROBE_CONTEXTS_POLL=0` (no folder watch)", {"ZEROPROBE_CONTEXTS_POLL": "0"}),
+    (
+        "`ZEROPROBE_CONTEXTS_WATCH=poll` (the fallback: stat data every 1 s)",
+        {"ZEROPROBE_CONTEXTS_WATCH": "poll"},
+    ),
+]
+
+
+def scale_slow(size: int, window_s: float, rounds: int, cases: Sequence[int]) -> str:
+    """10,000 specs at 60 s: each case in turn (order reversed every other round)."""
+    chosen = [SLOW_CASES[i] for i in cases]
+    got = live.scale_ab(size, 60, window_s, chosen, rounds)
+    off = next((got[n] for n, env in chosen if env.get("ZEROPROBE_CONTEXTS_POLL") == "0"), None)
+    rows: Table = []
+    for name, _ in chosen:
+        g = got[name]
+        rows.append(
+            [
+                f"{size:,}",
+                name,
+                f"{int(g['rounds'])} × {int(g['intervals'] / g['rounds'])}",
+                f"{g['ready_s']:.1f}",
+                f"{int(g['runs']):,}",
+                _cpu(g),
+                f"**{g['cpu_core'] / off['cpu_core']:.2f}×**" if off else "",
+                f"{g['jitter_p50_s'] * 1000:g} / {g['jitter_p99_s'] * 1000:g}",
+                f"{g['duration_p99_s'] * 1000:g}",
+                f"{g['rss_mib']:.0f}",
+            ]
+        )
+    head = [
+        "specs",
+        "settings",
+        "processes × whole 60 s intervals",
+        "ready after (s, median)",
+        "runs measured",
+        "CPU of one core: mean over all intervals (min–max of one)",
+        "CPU ÷ watch off",
+        "start jitter p50 / p99 (ms, ≤ bucket bound)",
+        "probe duration p99 (ms, ≤ bucket bound)",
+        "RSS (MiB, median)",
+    ]
+    order = ", ".join(chr(ord("A") + i) for i in range(len(chosen)))
+    cmd = (
+        f"python -m bench.main --only scale --scale-sizes {size} --slow-window {window_s:g} "
+        f"--slow-rounds {rounds}\n"
+        f"# live.scale_ab({size}, 60, {window_s:g}, cases, {rounds}): a fresh process per case "
+        f"and round, in turns ({order}, then reversed)"
+    )
+    return (
+        f"{SCALE_METHOD} The cases take turns in one run, a fresh `zeroprobe serve` each, their "
+        "order reversed every other round, so that whatever else the shared machine does hits "
+        "each alike.\n\n"
+        f"```\n{cmd}\n```\n\n" + table(head, rows)
     )
 
 
@@ -188,7 +270,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="smoke sizes, seconds not minutes")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     parser.add_argument("--scale-sizes", default="100,1000,10000")
-    parser.add_argument("--slow-window", type=float, default=0, help="also 60 s live, window s")
+    parser.add_argument(
+        "--slow-window", type=float, default=0, help="also 60 s live: seconds measured per process"
+    )
+    parser.add_argument("--slow-rounds", type=int, default=3, help="processes per 60 s case")
+    parser.add_argument(
+        "--slow-cases", default="0,1,2", help="60 s cases (bench.main.SLOW_CASES), comma-separated"
+    )
     args = parser.parse_args(argv)
     only = set(args.only.split(","))
     sizes = [int(s) for s in args.scale_sizes.split(",")]
@@ -216,14 +304,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parts.append(
             (
                 "Scale: compressed 5 s interval",
-                lambda: scale([10] if tiny else sizes, 5, 3 if tiny else 20, 2 if tiny else 4),
+                lambda: scale([10] if tiny else sizes, 5, 5 if tiny else 20),
             )
         )
         if args.slow_window:
+            cases = [int(c) for c in args.slow_cases.split(",")]
             parts.append(
                 (
-                    "Scale: 60 s interval",
-                    lambda: scale(sizes[-1:], 60, args.slow_window, 6),
+                    "Scale: 60 s interval, defaults and the contexts folder watch",
+                    lambda: scale_slow(sizes[-1], args.slow_window, args.slow_rounds, cases),
                 )
             )
     started = dt.datetime.now(dt.UTC)

@@ -26,10 +26,10 @@ from aiohttp import web
 
 from bench.common import ROOT, _latency, connection_env, free_port, labels, write_specs
 from bench.startup import fill_histories
-from zeroprobe.app import create_app
-from zeroprobe.engine import Engine
-from zeroprobe.loader import load_contexts
-from zeroprobe.settings import Settings
+from zeroprobe.config.loader import load_contexts
+from zeroprobe.config.settings import Settings
+from zeroprobe.engine.core import Engine
+from zeroprobe.web.app import create_app
 
 SPECS = 10_000
 
@@ -51,8 +51,10 @@ async def measure(mode: str) -> str:
     engine._scheduler.pause()  # no run: the histories are filled below
     fill_histories(engine, [cf.spec for cf in report.specs])
     for cf in report.specs:
-        engine.metrics.set_member_lags(
-            cf.spec.service_id, {"127.0.0.1:27018": 0.2, "127.0.0.1:27019": 0.3}
+        engine.metrics.set_kind_series(
+            "zeroprobe_mongo_replication_lag_seconds",
+            cf.spec.service_id,
+            {"127.0.0.1:27018": 0.2, "127.0.0.1:27019": 0.3},
         )
     gc.freeze()  # as `zeroprobe serve` does once serving starts
     runner = web.AppRunner(create_app(engine, start_engine=False), access_log=None)

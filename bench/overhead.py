@@ -22,9 +22,9 @@ import pymongo
 
 from bench.common import connection_env, labels, median, simulated_sets, write_specs
 from probes.mongo_replication_lag import driver_timeout_s
-from zeroprobe.engine import Engine
-from zeroprobe.loader import load_contexts
-from zeroprobe.settings import Settings
+from zeroprobe.config.loader import load_contexts
+from zeroprobe.config.settings import Settings
+from zeroprobe.engine.core import Engine
 
 
 async def measure(uri: str, folder: Path, rounds: int, block: int) -> dict[str, float]:

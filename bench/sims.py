@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from zeroprobe.simulator import SimulatedReplicaSet
+from zeroprobe.simulators.mongo import SimulatedReplicaSet
 
 
 def steady_lag_ms(member: int, elapsed_s: float) -> float:

@@ -395,22 +395,29 @@ def raise_priority(nice: int) -> int:
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
+#: Left at their defaults whatever this shell says (the token is set above).
+DEFAULTED = (
+    "ZEROPROBE_CONTEXTS_POLL",
+    "ZEROPROBE_CONTEXTS_WATCH",
+    "ZEROPROBE_LOG_LEVEL",
+    "ZEROPROBE_AUTH_TOKEN_FILE",
+)
+
+
 def start_zeroprobe(
     workdir: Path, contexts: Path, port: int, token: str, connections: Mapping[str, str]
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """`zeroprobe serve` (under bench.gc_trace, which times its collections) on `port`, its
-    output in workdir/zeroprobe.log. Access control is on, as in production: every request
-    carries `token`. `connections`: connection label -> value."""
+    output in workdir/zeroprobe.log, with default settings (INFO logging, the contexts folder
+    watched) as a user runs it. Access control is on, as in production: every request carries
+    `token`. `connections`: connection label -> value."""
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k not in DEFAULTED},
         **{connection_env_var(label): value for label, value in connections.items()},
         "ZEROPROBE_CONTEXTS": str(contexts),
         "ZEROPROBE_PORT": str(port),
-        "ZEROPROBE_CONTEXTS_POLL": "0",
-        "ZEROPROBE_LOG_LEVEL": "WARNING",
         "ZEROPROBE_AUTH_TOKEN": token,
     }
-    env.pop("ZEROPROBE_AUTH_TOKEN_FILE", None)
     log_path = workdir / "zeroprobe.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
@@ -797,7 +804,8 @@ never answers), a third loses one secondary, and one HTTP API (Prometheus, Alert
 CI APIs, in turn) hangs or stops; {a["fault"]:g} s later they come back. The last fault ends at
 t = {r["last_restore_s"]:.0f} s. wrk (`-t1 -c{a["connections"]}`, each connection pausing
 {a["delay_ms"]} ms) PUTs every known id in turn for the whole run; a poller PUTs each id once
-a second to follow its colour and GETs `/livez`. Access control is on
+a second to follow its colour and GETs `/livez`. zeroprobe runs with default settings (INFO
+logging, the contexts folder watched) but for access control, on as in production
 (`ZEROPROBE_AUTH_TOKEN`): every PUT carries the bearer token. Ready after {
         r["ready_s"]:.1f} s; every probe
 GREEN before the load: {"yes" if r["baseline_green"] else "no"}. Every process of the run
@@ -900,8 +908,10 @@ RED counts when the poller saw it between the start of the fault and {a["grace"]
         )
     }
 
-Whole run: {r["cpu_core"] * 100:.0f} % of one core. Garbage collections of the server taking
-5 ms or more (`bench/gc_trace.py`; each stops the event loop): {r["gc_pauses"]}, of which
+Whole run: {r["cpu_core"] * 100:.0f} % of one core (its CPU seconds over the whole run divided by
+the run's wall time; each row above likewise over the minute before it). Garbage collections
+of the server taking 5 ms or more (`bench/gc_trace.py`; each stops the event loop):
+{r["gc_pauses"]}, of which
 {r["gc_over_10ms"]} took 10 ms or more; the longest {r["gc_max_ms"]:.0f} ms.
 """
     return text

@@ -17,13 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.common import connection_env, labels, rss_bytes, write_specs
-from probes.registry import PROBES
 from schemas.context_spec import SpecBase
-from zeroprobe.engine import Engine
-from zeroprobe.grading import Grade, Line
-from zeroprobe.loader import load_contexts
-from zeroprobe.settings import Settings
-from zeroprobe.store import HISTORY_SIZE, Result
+from schemas.grading import Grade, Line
+from zeroprobe.config.loader import load_contexts
+from zeroprobe.config.settings import Settings
+from zeroprobe.engine.core import Engine
+from zeroprobe.engine.store import HISTORY_SIZE, Result
 
 LABELS = 4
 
@@ -48,7 +47,7 @@ def fill_histories(engine: Engine, specs: Sequence[SpecBase]) -> None:
                 outcome="success",
                 reached_target=True,
             )
-            engine.runner._record(spec, PROBES[spec.kind], result, None)
+            engine.runner._record(spec, engine.kinds[spec.kind], result, None)
 
 
 async def measure(folder: Path, count: int) -> dict[str, float]:

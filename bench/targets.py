@@ -21,9 +21,9 @@ from typing import Literal
 
 from aiohttp import web
 
-from zeroprobe import simulated_pipelines
-from zeroprobe.simulated_monitoring import LOCALHOST, ThreadedApp
-from zeroprobe.simulator import SimulatedReplicaSet
+from zeroprobe.simulators import pipelines as simulated_pipelines
+from zeroprobe.simulators.mongo import SimulatedReplicaSet
+from zeroprobe.simulators.monitoring import LOCALHOST, ThreadedApp
 
 PortState = Literal["up", "down", "hang"]
 

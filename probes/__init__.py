@@ -1,6 +1,6 @@
-"""Probe kinds: one module per kind, and the registry from kind name to its functions."""
+"""Probe kinds: one module (or package) per kind, each with its `KIND`, and what only probes
+need.
 
-from probes.base import Observation, ProbeContext, ProbeKind
-from probes.registry import PROBES
-
-__all__ = ["PROBES", "Observation", "ProbeContext", "ProbeKind"]
+The kinds are found through the entry-point group `zeroprobe.kinds` (zeroprobe's own
+pyproject.toml registers these built-in ones), never through a list here.
+"""

@@ -8,20 +8,19 @@ severity and the `group_by` labels:
 
 from __future__ import annotations
 
-import datetime as dt
 import math
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from probes.base import Observation, ProbeContext, reading_reply
+from probes.base import Kind, Observation, ProbeContext, reading_reply
+from probes.errors import ProbeReplyError
+from probes.http_client import HttpReply, request_timeout_s, status_line
+from probes.lines import one_line, worst_first
+from probes.times import format_age, parse_time_ms
 from schemas.context_spec import AlertmanagerAlertsSpec
-from zeroprobe.errors import ProbeReplyError
-from zeroprobe.grading import Grade, Line
-from zeroprobe.http_client import HttpReply, request_timeout_s, status_line
-from zeroprobe.lines import one_line, worst_first
+from schemas.grading import Grade, Line
 
 ALERTS_PATH = "/api/v2/alerts"
 SERVICE = "Alertmanager"
@@ -119,40 +118,6 @@ def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
 
 
-_FRACTION = re.compile(r"\.(\d+)")
-
-
-def parse_time_ms(value: Any) -> int | None:
-    """An RFC 3339 time (`2026-11-22T02:45:33.123Z`) as epoch ms; None when absent or bad."""
-    if not isinstance(value, str) or not value:
-        return None
-    # Python 3.11 reads at most microseconds; Go may write nanoseconds.
-    text = _FRACTION.sub(lambda m: "." + m[1][:6].ljust(6, "0"), value, count=1)
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    ms = round(parsed.timestamp() * 1000)
-    # Go's zero time (0001-01-01) means "not set".
-    return ms if ms > 0 else None
-
-
-def format_age(seconds: float) -> str:
-    """How long an alert has fired, the way people say it: 45s, 12m, 3h5m, 2d4h."""
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m"
-    if s < 86400:
-        hours, minutes = divmod(s // 60, 60)
-        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
-    days, hours = divmod(s // 3600, 24)
-    return f"{days}d{hours}h" if hours else f"{days}d"
-
-
 def _summary(alert: Alert) -> str:
     annotations = dict(alert.annotations)
     for name in SUMMARY_ANNOTATIONS:
@@ -204,3 +169,14 @@ def grade_alertmanager_alerts(
         text = one_line(f"{head} ({details})" + (f": {summary}" if summary else ""))
         graded.append((Line(text, grade), float(started_ms) if started_ms else math.inf))
     return worst_first(graded, spec.max_lines, noun="alert groups")
+
+
+# /liveness is about the Mongo-backed probes: an outage of this kind's target shows as a RED
+# line of its own probe, not as a failing collector.
+KIND = Kind(
+    name="alertmanager_alerts",
+    spec=AlertmanagerAlertsSpec,
+    probe=probe_alertmanager_alerts,
+    grade=grade_alertmanager_alerts,
+    secret_env_fields=("bearer_token_env",),
+)

@@ -24,13 +24,13 @@ from typing import Any
 
 from yarl import URL
 
-from probes.alertmanager_alerts import format_age, parse_time_ms
-from probes.base import Observation, ProbeContext, reading_reply
+from probes.base import Kind, Observation, ProbeContext, reading_reply
+from probes.errors import ProbeConfigError, ProbeError, ProbeReplyError
+from probes.http_client import HttpTarget, RawReply, request_timeout_s
+from probes.lines import one_line
+from probes.times import format_age, parse_time_ms
 from schemas.context_spec import PipelineHealthSpec
-from zeroprobe.errors import ProbeConfigError, ProbeError, ProbeReplyError
-from zeroprobe.grading import Grade, Line
-from zeroprobe.http_client import HttpTarget, RawReply, request_timeout_s
-from zeroprobe.lines import one_line
+from schemas.grading import Grade, Line
 
 #: How much of a failed job's log is read: its end, where the error is.
 LOG_TAIL_BYTES = 64 * 1024
@@ -664,3 +664,14 @@ def _stale(api: _Api, memory: dict[str, Any], retry_at_ms: int) -> PipelineObser
             f"{api.service} rate limit reached and no earlier result: retrying after {retry}"
         )
     return replace(last, stale=f"{api.service} rate limit, retrying after {retry}")
+
+
+# /liveness is about the Mongo-backed probes: an outage of this kind's target shows as a RED
+# line of its own probe, not as a failing collector.
+KIND = Kind(
+    name="pipeline_health",
+    spec=PipelineHealthSpec,
+    probe=probe_pipeline_health,
+    grade=grade_pipeline_health,
+    secret_env_fields=("token_env",),
+)

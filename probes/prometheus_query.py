@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from probes.base import Observation, ProbeContext, reading_reply
+from probes.base import Kind, Observation, ProbeContext, reading_reply
+from probes.errors import ProbeReplyError
+from probes.http_client import HttpReply, request_timeout_s, status_line
+from probes.lines import one_line, worst_first
 from schemas.context_spec import PrometheusQuerySpec
-from zeroprobe.errors import ProbeReplyError
-from zeroprobe.grading import Grade, Line, grade_value, grade_value_below
-from zeroprobe.http_client import HttpReply, request_timeout_s, status_line
-from zeroprobe.line_template import parse_template, render_template
-from zeroprobe.lines import one_line, worst_first
+from schemas.grading import Grade, Line, grade_value, grade_value_below
+from schemas.line_template import parse_template, render_template
 
 QUERY_PATH = "/api/v1/query"
 SERVICE = "Prometheus"
@@ -199,3 +199,14 @@ def grade_prometheus_query(observation: QueryObservation, spec: PrometheusQueryS
         else:
             graded.append((Line(text, grade_value(sample.value, bands)), -sample.value))
     return [*worst_first(graded, spec.max_lines, noun="series"), *notes]
+
+
+# /liveness is about the Mongo-backed probes: an outage of this kind's target shows as a RED
+# line of its own probe, not as a failing collector.
+KIND = Kind(
+    name="prometheus_query",
+    spec=PrometheusQuerySpec,
+    probe=probe_prometheus_query,
+    grade=grade_prometheus_query,
+    secret_env_fields=("bearer_token_env",),
+)

@@ -18,9 +18,9 @@ from pydantic import (
 )
 from pydantic.json_schema import WithJsonSchema
 
-from zeroprobe.durations import format_duration, parse_duration_s
-from zeroprobe.grading import Grade, Thresholds
-from zeroprobe.line_template import parse_template
+from schemas.durations import format_duration, parse_duration_s
+from schemas.grading import Grade, Thresholds
+from schemas.line_template import parse_template
 
 SERVICE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 SERVICE_ID_MAX_LENGTH = 200
@@ -30,6 +30,8 @@ LABEL_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # name, operator, then a "quoted" value (with \" escapes) or a bare one without quotes.
 MATCHER_PATTERN = r'^\s*[A-Za-z_][A-Za-z0-9_]*\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|[^"]*)\s*$'
 DEFAULT_QUERY_LINE = "- {labels} {value}"
+#: Labels zeroprobe sets on every alert it pushes to Alertmanager: a spec's `labels` cannot.
+ALERT_LABELS = frozenset({"alertname", "service_id", "severity", "kind"})
 
 #: Paths the service itself serves; a probe with one of these ids could never be reached.
 RESERVED_SERVICE_IDS = frozenset(
@@ -136,6 +138,25 @@ class SpecBase(BaseModel):
         "consecutive runs agree on it (1: at once). Until then the published colour stays "
         "and a line says the change is pending.",
     )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels added to this probe's alerts in Alertmanager (e.g. team: "
+        "payments), for routing and silences. Names as Prometheus label names; not "
+        f"{', '.join(sorted(ALERT_LABELS))}, which zeroprobe sets itself.",
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _check_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.match(LABEL_NAME_PATTERN, name) or name.startswith("__"):
+                raise ValueError(
+                    f"{name!r} is not a label name: letters, digits and '_', not starting "
+                    "with a digit or '__'"
+                )
+            if name in ALERT_LABELS:
+                raise ValueError(f"label {name!r} is set by zeroprobe itself")
+        return value
 
     @field_validator("service_id")
     @classmethod
@@ -218,11 +239,76 @@ class LagThresholds(BaseModel):
         return Thresholds(yellow=self.yellow, red=self.red)
 
 
+class OplogWindowThresholds(BaseModel):
+    """How much of the primary's oplog window a secondary may be behind, as shares of the
+    window: GREEN < yellow <= YELLOW < red <= RED (0.5: half the window used)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    read: bool = Field(
+        default=True,
+        description="Read the oplog window on the primary (needs read on the local database); "
+        "false: no oplog line.",
+    )
+    yellow: float = Field(
+        default=0.5, gt=0, le=1, allow_inf_nan=False, description="share of the window used"
+    )
+    red: float = Field(
+        default=0.75,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        validate_default=True,
+        description="share of the window used",
+    )
+
+    @field_validator("red")
+    @classmethod
+    def _check_order(cls, value: float, info: ValidationInfo) -> float:
+        yellow = info.data.get("yellow")
+        if yellow is not None and yellow >= value:
+            raise ValueError(f"red ({value:g}) must be greater than yellow ({yellow:g})")
+        return value
+
+    def bands(self) -> Thresholds:
+        """The bands on the share of the window used."""
+        return Thresholds(yellow=self.yellow, red=self.red)
+
+
+def _check_shard_connections(value: dict[str, str]) -> dict[str, str]:
+    for shard, label in value.items():
+        if not shard.strip():
+            raise ValueError("a shard name must not be empty")
+        check_connection_label(label)
+    return value
+
+
 class MongoReplicationLagSpec(ConnectedSpec):
-    """Replication lag of every member of a MongoDB replica set, in milliseconds."""
+    """Replication lag of every member of a MongoDB replica set, in milliseconds; through a
+    mongos, of every shard's replica set (and the config servers')."""
 
     kind: Literal["mongo_replication_lag"]
     thresholds: LagThresholds = Field(default_factory=LagThresholds)
+    oplog: OplogWindowThresholds = Field(
+        default_factory=OplogWindowThresholds,
+        description="Headroom of each secondary in the primary's oplog window (window - lag), "
+        "graded on the share of the window its lag uses.",
+    )
+    election_window: Duration = Field(
+        default=600.0,
+        validate_default=True,
+        description="How long a change of primary or of term stays a YELLOW line.",
+    )
+    shard_connections: Annotated[dict[str, str], AfterValidator(_check_shard_connections)] = Field(
+        default_factory=dict,
+        description="Sharded clusters: shard name -> connection label whose URI's user, "
+        "password and options reach that shard (shard-local users). Other shards use "
+        "the credentials of `connection`.",
+    )
+    config_servers: bool = Field(
+        default=True,
+        description="Sharded clusters: also measure the config server replica set.",
+    )
 
 
 def check_connection_label(value: Any) -> Any:
@@ -580,32 +666,3 @@ class PipelineHealthSpec(ConnectedSpec):
         if name in ("job", "project") and any(not part for part in value.strip("/").split("/")):
             raise ValueError(f"{value!r} has an empty path segment")
         return value
-
-
-#: Every spec model, one per probe kind. A test checks it names the same kinds as the registry.
-SPEC_TYPES: tuple[type[SpecBase], ...] = (
-    MongoReplicationLagSpec,
-    PrometheusQuerySpec,
-    AlertmanagerAlertsSpec,
-    PipelineHealthSpec,
-)
-
-
-def spec_kind(spec_type: type[SpecBase]) -> str:
-    """The `kind:` value a spec model accepts."""
-    annotation = spec_type.model_fields["kind"].annotation
-    (kind,) = annotation.__args__  # type: ignore[union-attr]
-    return str(kind)
-
-
-_BY_KIND = {spec_kind(t): t for t in SPEC_TYPES}
-
-
-def spec_type_for_kind(kind: str) -> type[SpecBase] | None:
-    """The spec model of `kind`, or None for an unknown kind."""
-    return _BY_KIND.get(kind)
-
-
-def known_kinds() -> list[str]:
-    """Every kind a spec may name, sorted."""
-    return sorted(_BY_KIND)

@@ -135,3 +135,34 @@ class HealthResponse(BaseModel):
 
     status: Literal["ok", "failing"]
     checks: list[HealthCheck]
+
+
+class SinkStatus(_Strict):
+    """One notification sink or Alertmanager: its health, never its URL."""
+
+    name: str = Field(description="The sink's name; an Alertmanager is alertmanager-<index>.")
+    type: Literal["webhook", "slack", "discord", "apprise", "alertmanager"]
+    state: Literal["ok", "failing", "no URL"]
+    detail: str = Field(
+        description="Why it fails (the last error, scrubbed of secrets), or an Alertmanager's "
+        "host:port and how many alerts it was sent."
+    )
+    pending: int = Field(
+        description="Transitions waiting (Alertmanager: alerts of a failing push)."
+    )
+    oldest_age_s: float | None = Field(description="Age of the oldest waiting transition.")
+    last_ok_ms: int | None = Field(description="Epoch ms of the last delivery; null: none yet.")
+    sent: int
+    failed: int = Field(description="Messages refused for good (a 4xx other than 429).")
+    dropped: int = Field(description="Messages dropped because older than max_age.")
+
+
+class NotificationsResponse(_Strict):
+    """GET /api/v1/notifications: where colour changes go, and how that goes."""
+
+    configured: bool = Field(description="False when zeroprobe runs without a notifiers file.")
+    outbox: Literal["disk", "memory"] = Field(
+        description="Where pending messages and last notified colours are kept."
+    )
+    outbox_problem: str = Field(description="Why the outbox is in memory only, when it is.")
+    sinks: list[SinkStatus]

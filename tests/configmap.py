@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from zeroprobe.loader import spec_files
+from zeroprobe.config.loader import spec_files
 
 REPO = Path(__file__).resolve().parents[1]
 CONTEXTS = REPO / "contexts"

@@ -18,11 +18,11 @@ from schemas.context_spec import (
     connection_env_var,
 )
 from tests.servers import AlertmanagerServer, Exporter, PrometheusServer
-from zeroprobe.engine import Engine
-from zeroprobe.loader import ContextFile
-from zeroprobe.settings import Settings
-from zeroprobe.simulator import SimulatedReplicaSet
-from zeroprobe.store import Result
+from zeroprobe.config.loader import ContextFile
+from zeroprobe.config.settings import Settings
+from zeroprobe.engine.core import Engine
+from zeroprobe.engine.store import Result
+from zeroprobe.simulators.mongo import SimulatedReplicaSet
 
 TESTS = Path(__file__).parent
 FIXTURES = TESTS / "fixtures"

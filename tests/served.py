@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import TESTS
-from zeroprobe.engine import Engine
-from zeroprobe.loader import load_contexts
-from zeroprobe.server import listening
-from zeroprobe.settings import Settings
-from zeroprobe.simulated_monitoring import SimulatedMonitoring
+from zeroprobe.config.loader import load_contexts
+from zeroprobe.config.settings import Settings
+from zeroprobe.engine.core import Engine
+from zeroprobe.simulators.monitoring import SimulatedMonitoring
+from zeroprobe.web.server import listening
 
 SHIPPED = TESTS.parent / "contexts"
 #: Shipped contexts the served engine probes; both talk to SimulatedMonitoring.

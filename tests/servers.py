@@ -26,9 +26,9 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from zeroprobe.engine import Engine
-from zeroprobe.simulated_monitoring import Started, ThreadedApp
-from zeroprobe.store import Result
+from zeroprobe.engine.core import Engine
+from zeroprobe.engine.store import Result
+from zeroprobe.simulators.monitoring import Started, ThreadedApp
 
 LOCALHOST = "127.0.0.1"
 START_TIMEOUT_S = 20.0

@@ -13,16 +13,16 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from probes.base import Observation, ProbeContext, ProbeKind
-from probes.registry import PROBES
+from probes.base import Kind, Observation, ProbeContext
 from schemas.context_spec import SpecBase
-from zeroprobe.app import create_app
-from zeroprobe.engine import Engine
-from zeroprobe.grading import Grade, Line
-from zeroprobe.loader import ContextFile
-from zeroprobe.runner import now_ms
-from zeroprobe.settings import Settings
-from zeroprobe.store import Result
+from schemas.grading import Grade, Line
+from zeroprobe.config.kinds import installed_kinds
+from zeroprobe.config.loader import ContextFile
+from zeroprobe.config.settings import Settings
+from zeroprobe.engine.core import Engine
+from zeroprobe.engine.runner import now_ms
+from zeroprobe.engine.store import Result
+from zeroprobe.web.app import create_app
 
 T = TypeVar("T")
 
@@ -75,18 +75,18 @@ class Script:
 
     lines: dict[str, list[Line]] = field(default_factory=dict)
 
-    def kind(self) -> ProbeKind:
+    def kind(self) -> Kind[ScriptedSpec, ScriptedObservation]:
         async def probe(spec: ScriptedSpec, ctx: ProbeContext) -> ScriptedObservation:
             return ScriptedObservation(list(self.lines.get(spec.service_id, [])))
 
         def grade(observation: ScriptedObservation, spec: ScriptedSpec) -> list[Line]:
             return observation.lines
 
-        return ProbeKind(name="scripted", probe=probe, grade=grade)
+        return Kind(name="scripted", spec=ScriptedSpec, probe=probe, grade=grade)
 
-    def kinds(self) -> dict[str, ProbeKind]:
-        """The registry plus the scripted kind."""
-        return {**PROBES, "scripted": self.kind()}
+    def kinds(self) -> dict[str, Kind[Any, Any]]:
+        """The installed kinds plus the scripted kind."""
+        return {**installed_kinds().kinds, "scripted": self.kind()}
 
 
 def scripted(service_id: str, *, body: str = "", **fields: Any) -> ContextFile:

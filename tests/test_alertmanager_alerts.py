@@ -16,15 +16,14 @@ from pydantic import ValidationError
 from probes.alertmanager_alerts import (
     Alert,
     AlertsObservation,
-    format_age,
     grade_alertmanager_alerts,
     measure_alerts_reply,
-    parse_time_ms,
 )
+from probes.errors import ProbeReplyError
+from probes.http_client import HttpReply
+from probes.times import format_age, parse_time_ms
+from schemas.grading import Grade, Line
 from tests.conftest import AlertsSpecFactory
-from zeroprobe.errors import ProbeReplyError
-from zeroprobe.grading import Grade, Line
-from zeroprobe.http_client import HttpReply
 
 NOW_MS = 1_800_000_000_000
 MINUTE_MS = 60_000

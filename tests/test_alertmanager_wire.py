@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from schemas.grading import Grade, Line
 from tests.conftest import AlertsSpecFactory, EngineFactory, run_against
 from tests.servers import AlertmanagerServer, free_port, outage, rfc3339
-from zeroprobe.grading import Grade, Line
 
 SERVICE_ID = "test.am.alerts"  # the make_alerts_spec default
 CONNECTION_VAR = "ZEROPROBE_CONNECTION_AM"  # its label "am"

@@ -29,21 +29,21 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 from pytest_aiohttp import AiohttpServer
 
+from schemas.grading import Grade, Line
 from tests.conftest import TESTS
 from tests.status_page_support import Script, scripted, stage, staged_engine
-from zeroprobe.app import create_app
-from zeroprobe.auth import (
+from zeroprobe.config.access import (
     AUTH_PROTECT_ENV,
     AUTH_TOKEN_ENV,
     AUTH_TOKEN_FILE_ENV,
     MIN_TOKEN_CHARS,
     OPEN_ENDPOINTS,
-    TokenGate,
 )
-from zeroprobe.engine import Engine
-from zeroprobe.grading import Grade, Line
-from zeroprobe.settings import Settings, SettingsError
-from zeroprobe.ui import STATIC_FILES
+from zeroprobe.config.settings import Settings, SettingsError
+from zeroprobe.engine.core import Engine
+from zeroprobe.web.app import create_app
+from zeroprobe.web.auth import TokenGate
+from zeroprobe.web.page import STATIC_FILES
 
 TOKEN = "zp-test-7f3a9c1e5b2d4068-token"
 KNOWN = "auth.probe"
@@ -90,6 +90,8 @@ PROTECTED = [
     ("HEAD", "/api/v1/results/{service_id}", f"/api/v1/results/{KNOWN}"),
     ("GET", "/api/v1/results/{service_id}/history", f"/api/v1/results/{KNOWN}/history"),
     ("HEAD", "/api/v1/results/{service_id}/history", f"/api/v1/results/{KNOWN}/history"),
+    ("GET", "/api/v1/notifications", "/api/v1/notifications"),
+    ("HEAD", "/api/v1/notifications", "/api/v1/notifications"),
     ("GET", "/openapi.json", "/openapi.json"),
     ("HEAD", "/openapi.json", "/openapi.json"),
     ("PUT", "/{service_id}", f"/{KNOWN}"),

@@ -15,10 +15,10 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
+from schemas.grading import Grade, Line
 from tests.status_page_support import BackgroundServer, Script, scripted, stage
-from zeroprobe.engine import Engine
-from zeroprobe.grading import Grade, Line
-from zeroprobe.settings import Settings
+from zeroprobe.config.settings import Settings
+from zeroprobe.engine.core import Engine
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]

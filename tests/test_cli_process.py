@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from schemas.zero_problem import ZeroProblemDocument
-from zeroprobe.simulator import SimulatedReplicaSet
+from zeroprobe.simulators.mongo import SimulatedReplicaSet
 
 REPO = Path(__file__).resolve().parents[1]
 # The console script of the environment running the tests (the project's .venv).
@@ -115,11 +115,15 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
     """Start `zeroprobe *args`; every process still running at the end is killed."""
     started: list[Proc] = []
 
-    def start(*args: str, env: dict[str, str], cwd: Path = REPO) -> Proc:
+    def start(
+        *args: str, env: dict[str, str], cwd: Path = REPO, executable: str | Path = ZEROPROBE
+    ) -> Proc:
         n = len(started)
         out_path, err_path = tmp_path / f"proc{n}.out", tmp_path / f"proc{n}.err"
         with out_path.open("wb") as out, err_path.open("wb") as err:
-            popen = subprocess.Popen([ZEROPROBE, *args], stdout=out, stderr=err, env=env, cwd=cwd)
+            popen = subprocess.Popen(
+                [str(executable), *args], stdout=out, stderr=err, env=env, cwd=cwd
+            )
         proc = Proc(popen, out_path, err_path)
         started.append(proc)
         return proc

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from probes.registry import PROBES
-from schemas.context_spec import SPEC_TYPES, connection_env_var, spec_kind
-from schemas.export import rendered_schemas
+from probes.redact import Redactor
+from schemas.context_spec import connection_env_var
+from schemas.durations import format_duration, parse_duration_s
 from tests.conftest import TESTS
 from zeroprobe.cli import main
-from zeroprobe.durations import format_duration, parse_duration_s
-from zeroprobe.redact import Redactor
+from zeroprobe.config.kinds import installed_kinds, spec_kind
+from zeroprobe.config.schema_export import rendered_schemas
 
 REPO = TESTS.parent
 SCHEMAS = REPO / "schemas"
@@ -23,21 +23,24 @@ def test_exported_schema_files_are_up_to_date() -> None:
     rendered = rendered_schemas()
 
     assert sorted(p.name for p in SCHEMAS.glob("*.schema.json")) == sorted(rendered), (
-        "schemas/*.schema.json and schemas.export differ in files: run `make schemas`"
+        "schemas/*.schema.json and the exported schemas differ in files: run `make schemas`"
     )
     for name, text in rendered.items():
         on_disk = (SCHEMAS / name).read_text(encoding="utf-8")
         assert on_disk == text, f"schemas/{name} is out of date: run `make schemas`"
 
 
-def test_registry_and_spec_models_name_the_same_kinds() -> None:
-    spec_kinds = sorted(spec_kind(t) for t in SPEC_TYPES)
+BUILT_IN = ("alertmanager_alerts", "mongo_replication_lag", "pipeline_health", "prometheus_query")
 
-    assert sorted(PROBES) == spec_kinds
-    assert "mongo_replication_lag" in spec_kinds
-    assert len(spec_kinds) == len(SPEC_TYPES), "two spec models claim the same kind"
-    for name, entry in PROBES.items():
-        assert entry.name == name
+
+def test_built_in_kinds_register_through_the_entry_point_group() -> None:
+    registry = installed_kinds()
+
+    assert registry.problems == ()
+    for name in BUILT_IN:
+        entry = registry.installed[name]
+        assert (entry.distribution, entry.target) == ("zeroprobe", f"probes.{name}:KIND")
+        assert entry.kind.name == name == spec_kind(entry.kind.spec)
 
 
 @pytest.mark.parametrize(

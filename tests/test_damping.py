@@ -20,13 +20,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient
 
 from schemas.context_spec import MongoReplicationLagSpec
+from schemas.grading import Grade, Line
 from tests.conftest import EngineFactory, SpecFactory
-from zeroprobe.app import create_app
-from zeroprobe.damping import Verdict, damp
-from zeroprobe.engine import Engine
-from zeroprobe.grading import Grade, Line
-from zeroprobe.simulator import SimulatedReplicaSet
-from zeroprobe.store import Result, ResultStore
+from zeroprobe.engine.core import Engine
+from zeroprobe.engine.damping import Verdict, damp
+from zeroprobe.engine.store import Result, ResultStore
+from zeroprobe.simulators.mongo import SimulatedReplicaSet
+from zeroprobe.web.app import create_app
 
 G, Y, R = Grade.GREEN, Grade.YELLOW, Grade.RED
 SERVICE_ID = "test.mongo.damped"

@@ -28,8 +28,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.served import SERVED_IDS, Served, served
-from zeroprobe.auth import OPEN_ENDPOINTS
-from zeroprobe.openapi import OPENAPI_PATH, openapi_document
+from zeroprobe.config.access import OPEN_ENDPOINTS
+from zeroprobe.web.openapi import OPENAPI_PATH, openapi_document
 
 CHECKS = [
     not_a_server_error,

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from schemas.context_spec import LagThresholds
-from zeroprobe.grading import Grade, Line, Thresholds, grade_value, worst
+from schemas.grading import Grade, Line, Thresholds, grade_value, worst
 
 # The replication-lag defaults of ARCHITECTURE.md, written out rather than read from the code.
 LAG_DEFAULTS = Thresholds(yellow=5000, red=30000)

@@ -22,7 +22,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from schemas.context_spec import SPEC_TYPES, SpecBase, connection_env_var, spec_kind
+from schemas.context_spec import SpecBase, connection_env_var
+from schemas.grading import Grade
 from tests.hostile_servers import (
     UNRESOLVABLE_HOST,
     Behaviour,
@@ -36,13 +37,13 @@ from tests.hostile_servers import (
     never_answers,
     self_signed_tls,
 )
-from zeroprobe.app import create_app
-from zeroprobe.engine import Engine
-from zeroprobe.grading import Grade
-from zeroprobe.loader import ContextFile
-from zeroprobe.settings import Settings
-from zeroprobe.simulator import SimulatedReplicaSet
-from zeroprobe.store import Result
+from zeroprobe.config.kinds import installed_kinds
+from zeroprobe.config.loader import ContextFile
+from zeroprobe.config.settings import Settings
+from zeroprobe.engine.core import Engine
+from zeroprobe.engine.store import Result
+from zeroprobe.simulators.mongo import SimulatedReplicaSet
+from zeroprobe.web.app import create_app
 
 TIMEOUT_S = 1.0
 #: PyMongo's monitor runs on the probing loop: with every hostile probe at once on a busy
@@ -65,7 +66,9 @@ SERVICE = {
     ALERTMANAGER: "Alertmanager",
     PIPELINE: "GitHub",
 }
-SPEC_TYPE = {spec_kind(t): t for t in SPEC_TYPES}
+SPEC_TYPE: dict[str, type[SpecBase]] = {
+    name: entry.kind.spec for name, entry in installed_kinds().installed.items()
+}
 TEN_MB = 10 * 1024 * 1024
 GARBAGE = b"\x00\x01\x02garbage \xff\xfe neither HTTP nor BSON \x7f" * 8
 #: A MongoDB wire header announcing a 200-byte OP_MSG reply, then 4 bytes of it and a close.

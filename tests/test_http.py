@@ -20,9 +20,9 @@ from pytest_aiohttp import AiohttpClient
 
 from schemas.zero_problem import ZeroProblemDocument
 from tests.conftest import EngineFactory, SpecFactory
-from zeroprobe.app import create_app
-from zeroprobe.engine import Engine
-from zeroprobe.simulator import SimulatedReplicaSet
+from zeroprobe.engine.core import Engine
+from zeroprobe.simulators.mongo import SimulatedReplicaSet
+from zeroprobe.web.app import create_app
 
 SERVICE_ID = "test.mongo.lag"
 KiB = 1024
@@ -169,11 +169,13 @@ async def test_document_has_the_exact_zero_problem_shape(
         assert message["actionCode"] == ""
         lines = message["actionBody"].split("\n")
         assert all(line.startswith("- ") for line in lines), lines
-        # One line per member, each naming its member.
-        assert len(lines) == len(replica_set.hosts)
+        # One line per member, each naming its member, then the oplog window's.
+        *members, oplog = lines
+        assert len(members) == len(replica_set.hosts)
         for host in replica_set.hosts:
-            assert sum(host in line for line in lines) == 1, (host, lines)
-        lagging = next(line for line in lines if replica_set.hosts[1] in line)
+            assert sum(host in line for line in members) == 1, (host, lines)
+        assert oplog.startswith(f"- oplog window 26h 14m on {replica_set.hosts[0]}; "), lines
+        lagging = next(line for line in members if replica_set.hosts[1] in line)
         lag = re.search(r"(\d+)ms", lagging)
         assert lag is not None, lagging
         assert abs(int(lag.group(1)) - 6120) <= 1, lagging

@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 
 from tests.served import SERVED_IDS, Served, served
-from zeroprobe.server import MAX_HEADERS, MAX_REQUEST_LINE_BYTES
-from zeroprobe.settings import Settings, SettingsError
+from zeroprobe.config.settings import Settings, SettingsError
+from zeroprobe.web.server import MAX_HEADERS, MAX_REQUEST_LINE_BYTES
 
 KNOWN_ID = SERVED_IDS[0]
 #: Short timeouts so the tests see them pass; production defaults are 10 s and 75 s.
@@ -420,7 +420,7 @@ async def test_odd_raw_request_lines_get_a_4xx(server: Served) -> None:
 def test_serve_raises_the_open_files_limit_within_the_hard_limit() -> None:
     """Each connection holds a descriptor: `serve` lifts a low soft limit (here 256)."""
     code = (
-        "import resource; from zeroprobe.server import raise_open_files_limit; "
+        "import resource; from zeroprobe.web.server import raise_open_files_limit; "
         "print(raise_open_files_limit(4096), resource.getrlimit(resource.RLIMIT_NOFILE)[0])"
     )
 

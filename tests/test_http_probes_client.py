@@ -22,10 +22,10 @@ from aiohttp import web
 from multidict import MultiDict
 from pytest_aiohttp import AiohttpServer
 
+from schemas.grading import Grade, Line
 from tests.conftest import AlertsSpecFactory, EngineFactory, QuerySpecFactory, run_spec
 from tests.servers import free_port
-from zeroprobe.grading import Grade, Line
-from zeroprobe.store import Result
+from zeroprobe.engine.store import Result
 
 QUERY_ID = "test.prom.query"
 ALERTS_ID = "test.am.alerts"

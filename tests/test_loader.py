@@ -12,14 +12,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TESTDATA
-from zeroprobe.loader import load_contexts, load_file
+from zeroprobe.config.kinds import installed_kinds
+from zeroprobe.config.loader import load_contexts, load_file
 
 CONTEXTS = TESTDATA / "contexts"
 ALLOWED = (
-    "(allowed: confirm, connection, description, interval, kind, service_id, thresholds, timeout)"
+    "(allowed: config_servers, confirm, connection, description, election_window, interval, "
+    "kind, labels, oplog, service_id, shard_connections, thresholds, timeout)"
 )
 ID_RULE = "use letters, digits, '.', '_' and '-', starting with a letter or digit"
-KINDS = "alertmanager_alerts, mongo_replication_lag, pipeline_health, prometheus_query"
+KINDS = ", ".join(installed_kinds().names())
 GRADES = "Input should be 'GREEN', 'YELLOW' or 'RED'"
 
 # File name -> the problems printed for it, each as `line: field: message` after `path:`.
@@ -46,7 +48,7 @@ INVALID: dict[str, list[str]] = {
     ],
     "invalid-duplicate-key-bad-value.yaml": [
         "5: kind: duplicate key (first at line 3)",
-        f"5: kind: unknown kind 'mongo_lag' (known: {KINDS}), "
+        f"5: kind: unknown kind 'mongo_lag' (installed kinds: {KINDS}), "
         "did you mean 'mongo_replication_lag'?",
     ],
     "invalid-empty.yaml": [
@@ -71,7 +73,7 @@ INVALID: dict[str, list[str]] = {
         "2: connection: required field missing",
     ],
     "invalid-missing-kind.yaml": [
-        f"1: kind: required field missing (one of: {KINDS})",
+        f"1: kind: required field missing (installed kinds: {KINDS})",
     ],
     "invalid-missing-service-id.yaml": [
         "1: service_id: required field missing",
@@ -125,7 +127,7 @@ INVALID: dict[str, list[str]] = {
         "6: yaml: more than one YAML document: one spec per file",
     ],
     "invalid-typo-kind.yaml": [
-        f"3: kind: unknown kind 'mongo_replication_lagg' (known: {KINDS}), "
+        f"3: kind: unknown kind 'mongo_replication_lagg' (installed kinds: {KINDS}), "
         "did you mean 'mongo_replication_lag'?",
     ],
     "invalid-unclosed-front-matter.md": [
@@ -184,8 +186,8 @@ INVALID: dict[str, list[str]] = {
     "invalid-alertmanager-unknown-key.yaml": [
         "4: include_silence: unknown field, did you mean 'include_silenced'? (allowed: "
         "bearer_token_env, confirm, connection, description, grades, group_by, include_inhibited, "
-        "include_silenced, interval, kind, matchers, max_lines, service_id, severity_label, "
-        "timeout)",
+        "include_silenced, interval, kind, labels, matchers, max_lines, service_id, "
+        "severity_label, timeout)",
     ],
 }
 

@@ -6,7 +6,7 @@ import pytest
 
 from schemas.status_api import InlineElement
 from tests.status_page_support import HtmlAudit
-from zeroprobe.markup import Html, h, line_nodes, render_inline, render_markdown, safe_href
+from zeroprobe.web.markup import Html, h, line_nodes, render_inline, render_markdown, safe_href
 
 
 def test_builder_escapes_text_and_attributes_but_keeps_markup() -> None:

@@ -17,9 +17,9 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from tests.conftest import AlertsSpecFactory, EngineFactory, QuerySpecFactory, SpecFactory
 from tests.servers import PrometheusServer, free_port
 from zeroprobe import __version__
-from zeroprobe.app import create_app
-from zeroprobe.engine import Engine
-from zeroprobe.simulator import SimulatedReplicaSet
+from zeroprobe.engine.core import Engine
+from zeroprobe.simulators.mongo import SimulatedReplicaSet
+from zeroprobe.web.app import create_app
 
 # PyMongo may leave a socket to the garbage collector when its client closes (see
 # test_probe_wire.py); only that warning is ignored here.
@@ -61,6 +61,8 @@ async def test_promtool_finds_nothing_to_say_about_metrics(
     body = await response.read()
     assert response.status == 200
     assert b"zeroprobe_mongo_replication_lag_seconds{" in body
+    assert b"zeroprobe_mongo_oplog_window_seconds{" in body
+    assert b"zeroprobe_mongo_oplog_headroom_seconds{" in body
     assert b'outcome="error"' in body and b'outcome="success"' in body
 
     checked = await asyncio.to_thread(

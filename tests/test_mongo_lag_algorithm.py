@@ -17,20 +17,25 @@ from typing import Any
 
 import pytest
 
+from probes.errors import ProbeReplyError
 from probes.mongo_replication_lag import (
     grade_mongo_replication_lag,
     measure_replica_set,
 )
 from schemas.context_spec import MongoReplicationLagSpec
+from schemas.grading import Grade, worst
 from tests.conftest import SpecFactory, load_fixture
-from zeroprobe.errors import ProbeReplyError
-from zeroprobe.grading import Grade, worst
 
 Doc = dict[str, Any]
 Expected = list[tuple[str, Grade | None]]
 
 G, Y, R = Grade.GREEN, Grade.YELLOW, Grade.RED
 EPOCH = dt.datetime(1970, 1, 1)
+# A 3-member set (writeMajorityCount 2) with one member unhealthy or not a secondary.
+NO_MEMBER_TO_LOSE = ("- no member can be lost without losing majority writes: 2 of 2 needed", Y)
+# The recorded heartbeat errors of the down members of 7.0-member-down and 7.0-no-primary.
+DB1_REFUSED = "Error connecting to db1:27017 (10.0.0.11:27017) :: caused by :: Connection refused"
+DB3_REFUSED = "Error connecting to db3:27017 (10.0.0.13:27017) :: caused by :: Connection refused"
 
 
 @pytest.fixture
@@ -130,8 +135,10 @@ def overall(status: Doc, config: Doc, spec: MongoReplicationLagSpec) -> Grade:
                 ("- Secondary db2:27017 replication lag 125ms", G),
                 # slaveDelay 3600: 02:00:00.123 - 00:59:58.623 - 3600 s
                 ("- Secondary db3:27017 (hidden, delayed 3600s) replication lag 1500ms", G),
+                # db3 has no vote: two voters, both needed for a majority
+                NO_MEMBER_TO_LOSE,
             ],
-            G,
+            Y,
             id="mongo-4.4-slaveDelay-hidden",
         ),
         pytest.param(
@@ -154,8 +161,10 @@ def overall(status: Doc, config: Doc, spec: MongoReplicationLagSpec) -> Grade:
                 ("- Primary db1:27017 replication lag 0ms", G),
                 ("- Secondary db2:27017 replication lag 122ms", G),
                 ("- Arbiter db3:27017 (not graded: holds no data)", None),
+                # primary-secondary-arbiter: both data members are needed for majority writes
+                NO_MEMBER_TO_LOSE,
             ],
-            G,
+            Y,
             id="mongo-7.0-psa-arbiter-not-graded",
         ),
         pytest.param(
@@ -165,7 +174,8 @@ def overall(status: Doc, config: Doc, spec: MongoReplicationLagSpec) -> Grade:
                 ("- Primary db1:27017 replication lag 0ms", G),
                 ("- Secondary db2:27017 replication lag 133ms", G),
                 # its stale lastAppliedWallTime (01:52:13.481) must not become a lag number
-                ("- Secondary db3:27017 unreachable", R),
+                (f"- Secondary db3:27017 unreachable: {DB3_REFUSED}", R),
+                NO_MEMBER_TO_LOSE,
             ],
             R,
             id="mongo-7.0-member-down",
@@ -177,9 +187,10 @@ def overall(status: Doc, config: Doc, spec: MongoReplicationLagSpec) -> Grade:
                 ("- No primary: lags measured against the newest secondary db2:27017", R),
                 # the down ex-primary's last wall time (02:00:00.500) is newer, but it is not
                 # healthy: db2 (02:00:00.123) is the reference
-                ("- Secondary db1:27017 unreachable", R),
+                (f"- Secondary db1:27017 unreachable: {DB1_REFUSED}", R),
                 ("- Secondary db2:27017 replication lag 0ms", G),
                 ("- Secondary db3:27017 replication lag 7000ms", Y),
+                NO_MEMBER_TO_LOSE,
             ],
             R,
             id="mongo-7.0-no-primary",
@@ -563,6 +574,8 @@ def test_labels_on_unreachable_and_transitional_members(spec: MongoReplicationLa
     assert graded(status, config, spec)[2:] == [
         ("- Secondary db3:27017 (hidden) unreachable", R),
         ("- Member db4:27017 (hidden, delayed 3600s) in state RECOVERING", Y),
+        # db1 and db2 are the healthy voters left (db4 has no vote)
+        NO_MEMBER_TO_LOSE,
     ]
 
 
@@ -578,6 +591,7 @@ def test_arbiter_is_listed_not_graded_and_the_set_grades_on_data_members(
         ("- Primary db1:27017 replication lag 0ms", G),
         ("- Secondary db2:27017 replication lag 8000ms", Y),
         ("- Arbiter db3:27017 (not graded: holds no data)", None),
+        NO_MEMBER_TO_LOSE,
     ]
     assert overall(status, config, spec) is Grade.YELLOW
     reading = measure_replica_set(status, config).members[2]
@@ -619,6 +633,7 @@ def test_unreachable_member_is_red_without_a_lag_number(
         ("- Primary db1:27017 replication lag 0ms", G),
         ("- Secondary db2:27017 unreachable", R),
         ("- Secondary db3:27017 replication lag 87ms", G),
+        NO_MEMBER_TO_LOSE,
     ]
     reading = measure_replica_set(status, config).members[1]
     assert (reading.condition, reading.lag_ms) == ("unreachable", None)
@@ -644,6 +659,7 @@ def test_transitional_states_are_yellow_with_the_state_name(
         ("- Primary db1:27017 replication lag 0ms", G),
         (f"- Member db2:27017 in state {state_str}", Y),
         ("- Secondary db3:27017 replication lag 87ms", G),
+        NO_MEMBER_TO_LOSE,
     ]
     reading = measure_replica_set(status, config).members[1]
     assert (reading.condition, reading.lag_ms) == ("transitional", None)
@@ -667,7 +683,8 @@ def test_no_primary_line_comes_first_and_is_red(spec: MongoReplicationLagSpec) -
     lines = grade_mongo_replication_lag(measure_replica_set(status, config), spec)
     assert lines[0].text.startswith("- No primary")
     assert lines[0].grade is Grade.RED
-    assert len(lines) == 1 + len(status["members"])
+    # "No primary", one line per member, the majority line
+    assert len(lines) == 1 + len(status["members"]) + 1
     observation = measure_replica_set(status, config)
     assert (observation.has_primary, observation.reference_name) == (False, "db2:27017")
 
@@ -679,10 +696,11 @@ def test_no_primary_reference_is_the_newest_secondary_not_the_replying_one(
     member(status, "db3:27017")["lastAppliedWallTime"] = at("2026-11-22T02:00:01.000")
     assert graded(status, config, spec) == [
         ("- No primary: lags measured against the newest secondary db3:27017", R),
-        ("- Secondary db1:27017 unreachable", R),
+        (f"- Secondary db1:27017 unreachable: {DB1_REFUSED}", R),
         # 02:00:01.000 - 02:00:00.123
         ("- Secondary db2:27017 replication lag 877ms", G),
         ("- Secondary db3:27017 replication lag 0ms", G),
+        NO_MEMBER_TO_LOSE,
     ]
 
 
@@ -700,9 +718,11 @@ def test_no_primary_reference_skips_a_newer_transitional_member(
     )
     assert graded(status, config, spec) == [
         ("- No primary: lags measured against the newest secondary db2:27017", R),
-        ("- Secondary db1:27017 unreachable", R),
+        (f"- Secondary db1:27017 unreachable: {DB1_REFUSED}", R),
         ("- Secondary db2:27017 replication lag 0ms", G),
         ("- Member db3:27017 in state RECOVERING", Y),
+        # db2 is the only healthy voter left
+        ("- majority writes impossible: 1 of 2 needed", R),
     ]
 
 
@@ -722,9 +742,10 @@ def test_no_primary_reference_skips_a_newer_unhealthy_member(
     assert member(status, "db1:27017")["lastAppliedWallTime"] == at("2026-11-22T02:00:00.500")
     assert graded(status, config, spec) == [
         ("- No primary: lags measured against the newest secondary db2:27017", R),
-        ("- Secondary db1:27017 unreachable", R),
+        (f"- Secondary db1:27017 unreachable: {DB1_REFUSED}", R),
         ("- Secondary db2:27017 replication lag 0ms", G),
         ("- Secondary db3:27017 replication lag 7000ms", Y),
+        NO_MEMBER_TO_LOSE,
     ]
 
 
@@ -734,9 +755,10 @@ def test_no_primary_and_no_optime_anywhere(spec: MongoReplicationLagSpec) -> Non
         member(status, name).update({"lastAppliedWallTime": EPOCH, "optimeDate": EPOCH})
     assert graded(status, config, spec) == [
         ("- No primary: no member has an optime to measure lag against", R),
-        ("- Secondary db1:27017 unreachable", R),
+        (f"- Secondary db1:27017 unreachable: {DB1_REFUSED}", R),
         ("- Secondary db2:27017 lag unknown: no reference optime", R),
         ("- Secondary db3:27017 lag unknown: no reference optime", R),
+        NO_MEMBER_TO_LOSE,
     ]
     assert overall(status, config, spec) is Grade.RED
 

@@ -18,12 +18,12 @@ from pytest_aiohttp import AiohttpClient
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from schemas.grading import Grade, Line
 from schemas.zero_problem import ZeroProblemDocument
 from tests.status_page_support import XSS_LINES, Script, scripted, stage, staged_engine
-from zeroprobe.app import create_app
-from zeroprobe.engine import Engine
-from zeroprobe.grading import Grade, Line
-from zeroprobe.openapi import openapi_document
+from zeroprobe.engine.core import Engine
+from zeroprobe.web.app import create_app
+from zeroprobe.web.openapi import openapi_document
 
 Client = TestClient[web.Request, web.Application]
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}

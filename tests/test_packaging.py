@@ -32,8 +32,8 @@ from tests.test_cli_process import (
     free_port,
     wait_for,
 )
-from zeroprobe.loader import load_contexts
-from zeroprobe.simulator import SimulatedReplicaSet
+from zeroprobe.config.loader import load_contexts
+from zeroprobe.simulators.mongo import SimulatedReplicaSet
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
@@ -263,20 +263,31 @@ def test_deployment_probes_mounts_and_security(stages: list[Stage]) -> None:
 # What the image would run -------------------------------------------------------------------
 
 
-def package_files() -> set[str]:
-    """Every file of the packages pyproject.toml ships (py.typed, schemas, static files, ...)."""
-    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+def package_files(project: Path) -> set[str]:
+    """Every file of the packages a pyproject.toml ships (py.typed, schemas, static files, ...),
+    as paths inside its wheel."""
+    setuptools = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
+        "setuptools"
+    ]
+    packages = setuptools["packages"]
+    if isinstance(packages, dict):  # packages.find: include patterns such as "zeroprobe*"
+        packages = [pattern.rstrip("*") for pattern in packages["find"]["include"]]
+    assert packages
     files: set[str] = set()
-    for package in pyproject["tool"]["setuptools"]["packages"]:
-        root = REPO / package.replace(".", "/")
+    for package in packages:
+        root = project / package.replace(".", "/")
+        assert root.is_dir(), root
         for path in root.rglob("*"):
-            relative = path.relative_to(REPO)
+            relative = path.relative_to(project)
             hidden = any(part.startswith(".") for part in relative.parts)
             if path.is_file() and "__pycache__" not in relative.parts and not hidden:
                 files.add(relative.as_posix())
     return files
 
 
+# pip installs the runtime dependencies from its cache: well over the default 60 s when the
+# machine is busy.
+@pytest.mark.timeout(300)
 def test_the_wheel_installed_without_dev_dependencies_serves_the_example_contexts(
     tmp_path: Path, stages: list[Stage], replica_set: SimulatedReplicaSet
 ) -> None:
@@ -295,18 +306,24 @@ def test_the_wheel_installed_without_dev_dependencies_serves_the_example_context
             shutil.copy2(origin, source / path)
     dist = tmp_path / "dist"
     pip = (sys.executable, "-m", "pip")
-    run(*pip, "wheel", "--quiet", "--no-deps", "-w", dist, source, cwd=tmp_path, env=env)
-    (wheel,) = dist.glob("zeroprobe-*.whl")
-    with zipfile.ZipFile(wheel) as archive:
-        shipped = set(archive.namelist())
-    left_out = sorted(package_files() - shipped)
-    assert not left_out, f"the wheel leaves out (pyproject package-data?): {left_out}"
+    # The projects the build stage's `pip wheel ... --wheel-dir /wheels <project>...` names.
+    command = build.one("RUN").split()
+    projects = command[command.index("/wheels") + 1 :]
+    assert projects[0] == "." and len(projects) == 2, projects
+    run(*pip, "wheel", "--quiet", "--no-deps", "-w", dist, *projects, cwd=source, env=env)
+    wheels = sorted(dist.glob("*.whl"))
+    assert [w.name.split("-")[0] for w in wheels] == ["zeroprobe", "zeroprobe_http"]
+    for project, wheel in zip(projects, wheels, strict=True):
+        with zipfile.ZipFile(wheel) as archive:
+            shipped = set(archive.namelist())
+        left_out = sorted(package_files(REPO / project) - shipped)
+        assert not left_out, f"{wheel.name} leaves out (pyproject package-data?): {left_out}"
 
     venv = tmp_path / "venv"
     python = venv / "bin" / "python"
     run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=tmp_path, env=env)
     # The wheel and its own dependencies only; pip's cache keeps this quick.
-    install = ("install", "--quiet", "--no-compile", wheel)
+    install: tuple[str | Path, ...] = ("install", "--quiet", "--no-compile", *wheels)
     run(*pip, "--python", python, *install, cwd=tmp_path, env=env)
     probe = run(
         python,

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from probes.errors import ProbeReplyError
 from probes.pipeline_health import (
     Outcome,
     PipelineObservation,
@@ -29,9 +30,8 @@ from probes.pipeline_health import (
     measure_jenkins_builds,
 )
 from schemas.context_spec import PipelineHealthSpec
+from schemas.grading import Grade, Line
 from tests.conftest import spec_factory
-from zeroprobe.errors import ProbeReplyError
-from zeroprobe.grading import Grade, Line
 
 FIXTURES = Path(__file__).parent / "fixtures" / "pipeline"
 NOW_MS = 1_800_000_000_000

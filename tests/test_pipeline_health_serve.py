@@ -16,7 +16,7 @@ from tests import test_cli_process
 from tests.pipeline_fakes import GITLAB_PIPELINES, FakeCI, github_routes
 from tests.servers import free_port
 from tests.test_cli_process import Spawn, assert_document, clean_env, request, wait_for
-from zeroprobe.simulated_monitoring import ThreadedApp
+from zeroprobe.simulators.monitoring import ThreadedApp
 
 spawn = test_cli_process.spawn
 TOKEN = "ghp_ServeProcessToken7781"

@@ -19,6 +19,7 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from schemas.context_spec import PipelineHealthSpec
+from schemas.grading import Grade, Line
 from tests.conftest import EngineFactory, run_spec, spec_factory
 from tests.pipeline_fakes import (
     GITHUB_JOBS,
@@ -38,9 +39,8 @@ from tests.pipeline_fakes import (
 )
 from tests.servers import free_port
 from tests.test_http_probes_client import assert_never_shown
-from zeroprobe.engine import Engine
-from zeroprobe.grading import Grade, Line
-from zeroprobe.loader import load_contexts
+from zeroprobe.config.loader import load_contexts
+from zeroprobe.engine.core import Engine
 
 TOKEN = "ghp_Zq81tokenNeverShown0042"
 TOKEN_VAR = "ZP_TEST_CI_TOKEN"

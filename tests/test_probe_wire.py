@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from schemas.grading import Grade
 from tests.conftest import EngineFactory, SpecFactory
-from zeroprobe.engine import Engine
-from zeroprobe.grading import Grade
-from zeroprobe.simulator import SimulatedReplicaSet
-from zeroprobe.store import Result
+from zeroprobe.engine.core import Engine
+from zeroprobe.engine.store import Result
+from zeroprobe.simulators.mongo import SimulatedReplicaSet
 
 SERVICE_ID = "test.mongo.lag"  # the make_spec default
 CONNECTION_VAR = "ZEROPROBE_CONNECTION_RS"  # the make_spec default label "rs"
@@ -130,6 +130,8 @@ async def test_healthy_set_found_by_replica_set_discovery_from_one_seed(
         f"- Primary {h0} replication lag 0ms",
         f"- Secondary {h1} replication lag 1200ms",
         f"- Secondary {h2} replication lag 300ms",
+        # The simulated primary's oplog spans 26h 14m; h1, 1.2 s behind, has the least room.
+        f"- oplog window 26h 14m on {h0}; least headroom 26h 13m ({h1})",
     ]
     assert result.grade is Grade.GREEN
     assert result.reached_target is True
@@ -162,7 +164,10 @@ async def test_healthy_set_through_a_direct_connection_to_one_secondary(
         f"- Primary {h0} replication lag 0ms",
         f"- Secondary {h1} replication lag 0ms",
         f"- Secondary {h2} replication lag 2500ms",
+        # Not graded: the window is read on the primary, which this connection cannot reach.
+        f"- oplog window unknown: read on the primary only, and {h1}, not the primary, answered",
     ]
+    assert result.lines[-1].grade is None
     assert result.grade is Grade.GREEN
     assert result.reached_target is True
 

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from probes.errors import ProbeReplyError
+from probes.http_client import HttpReply
 from probes.prometheus_query import (
     QueryObservation,
     Sample,
@@ -20,11 +22,9 @@ from probes.prometheus_query import (
     grade_prometheus_query,
     measure_query_reply,
 )
+from schemas.grading import Grade, Line
+from schemas.line_template import parse_template, render_template
 from tests.conftest import QuerySpecFactory
-from zeroprobe.errors import ProbeReplyError
-from zeroprobe.grading import Grade, Line
-from zeroprobe.http_client import HttpReply
-from zeroprobe.line_template import parse_template, render_template
 
 
 def series(value: float, **labels: str) -> Sample:

@@ -13,9 +13,9 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
+from schemas.grading import Grade, Line
 from tests.conftest import EngineFactory, QuerySpecFactory, run_against
 from tests.servers import WARN_MATCHER, Exporter, PrometheusServer, free_port, outage
-from zeroprobe.grading import Grade, Line
 
 SERVICE_ID = "test.prom.query"  # the make_query_spec default
 CONNECTION_VAR = "ZEROPROBE_CONNECTION_PROM"  # its label "prom"

@@ -39,12 +39,12 @@ from tests.test_cli_process import (
 from tests.test_cli_process import wait_for as wait_for_answer
 from tests.test_http import samples, value_of
 from tests.test_scheduler import Recorder, fake_kind, make_engine, quick, spec, wait_for
-from zeroprobe.app import create_app
-from zeroprobe.engine import Engine, ReloadSummary
-from zeroprobe.loader import ContextFile, load_contexts
-from zeroprobe.reload import Reloader, fingerprint
-from zeroprobe.settings import Settings, SettingsError
-from zeroprobe.simulator import SimulatedReplicaSet
+from zeroprobe.config.loader import ContextFile, load_contexts
+from zeroprobe.config.settings import Settings, SettingsError, WatchMode
+from zeroprobe.engine.core import Engine, ReloadSummary
+from zeroprobe.engine.reload import Reloader, fingerprint
+from zeroprobe.simulators.mongo import SimulatedReplicaSet
+from zeroprobe.web.app import create_app
 
 # Fixtures of other modules, shared by name: `zeroprobe *args` processes (killed at the end if
 # still running) and engines (stopped at the end).
@@ -53,7 +53,10 @@ engines = test_scheduler.engines
 
 RELOADED = "zeroprobe_config_last_reload_successful"
 RELOADED_AT = "zeroprobe_config_last_reload_success_timestamp_seconds"
-# A change of the folder is applied 1-2 polls (1 s each) later; the issue allows 10 s.
+# The contract: a change of the folder is applied within 2 s (change notification, or polling
+# every second); an added or changed probe then answers after its first run, started at once.
+APPLIED_S = 2.0
+# Waits for what is not a folder change (a rejected reload's metric, a fixed set).
 PICKED_UP_S = 10.0
 # Every secondary at 0 ms lag is YELLOW under these bands: a change a PUT shows at once.
 YELLOW_AT_ZERO = "thresholds:\n  yellow: 0\n  red: 60000\n"
@@ -246,12 +249,15 @@ async def test_invalid_file_keeps_the_old_set_logs_every_error_and_sets_the_metr
         outcome = await reloader.reload("test")
 
     assert not outcome.ok
-    assert [str(p) for p in outcome.errors] == [
-        f"{broken}:4: intervall: unknown field, did you mean 'interval'? (allowed: confirm, "
-        "connection, description, interval, kind, service_id, thresholds, timeout)",
-        f"{broken}:5: timeout: expected a duration like '30s', '2m', '1m30s' or '500ms', "
-        "got 'soon'",
-    ]
+    problems = [str(p) for p in outcome.errors]
+    assert len(problems) == 2, problems
+    # (The list of allowed fields that follows is the kind's: tests/test_loader.py checks it.)
+    assert problems[0].startswith(
+        f"{broken}:4: intervall: unknown field, did you mean 'interval'? (allowed: "
+    )
+    assert problems[1] == (
+        f"{broken}:5: timeout: expected a duration like '30s', '2m', '1m30s' or '500ms', got 'soon'"
+    )
     assert list(engine.contexts) == ["reload.a"], "the old set runs on"
     logged = caplog.text
     for problem in outcome.errors:
@@ -303,6 +309,26 @@ def test_contexts_poll_comes_from_the_environment(value: str, poll_s: float) -> 
 def test_an_unusable_contexts_poll_is_a_settings_error() -> None:
     with pytest.raises(SettingsError, match="ZEROPROBE_CONTEXTS_POLL"):
         Settings.from_environ({"ZEROPROBE_CONTEXTS_POLL": "soon"})
+
+
+@pytest.mark.parametrize(
+    ("value", "mode"),
+    [
+        ("", WatchMode.AUTO),
+        ("auto", WatchMode.AUTO),
+        ("notify", WatchMode.NOTIFY),
+        ("POLL ", WatchMode.POLL),
+    ],
+)
+def test_contexts_watch_comes_from_the_environment(value: str, mode: WatchMode) -> None:
+    assert Settings.from_environ({"ZEROPROBE_CONTEXTS_WATCH": value}).contexts_watch is mode
+
+
+def test_an_unknown_contexts_watch_is_a_settings_error() -> None:
+    with pytest.raises(
+        SettingsError, match="ZEROPROBE_CONTEXTS_WATCH: expected auto, notify or poll"
+    ):
+        Settings.from_environ({"ZEROPROBE_CONTEXTS_WATCH": "inotify"})
 
 
 def kubernetes_volume(folder: Path, files: dict[str, str], stamp: str) -> None:
@@ -478,14 +504,21 @@ def test_serve_applies_folder_changes_with_no_gap_for_unchanged_probes(
 
     with Poller(port, "/p.keep") as poller:
         write_spec(contexts, service_id="p.new")
-        eventually(proc, lambda: status_of(port, "p.new") == (200, "GREEN"), "p.new served")
+        eventually(
+            proc, lambda: status_of(port, "p.new") == (200, "GREEN"), "p.new served", APPLIED_S
+        )
 
         changed = contexts / "p.change.yaml"
         changed.write_text(changed.read_text(encoding="utf-8") + YELLOW_AT_ZERO, "utf-8")
-        eventually(proc, lambda: status_of(port, "p.change")[1] == "YELLOW", "p.change changed")
+        eventually(
+            proc,
+            lambda: status_of(port, "p.change")[1] == "YELLOW",
+            "p.change changed",
+            APPLIED_S,
+        )
 
         (contexts / "p.gone.yaml").unlink()
-        eventually(proc, lambda: status_of(port, "p.gone")[0] == 404, "p.gone removed")
+        eventually(proc, lambda: status_of(port, "p.gone")[0] == 404, "p.gone removed", APPLIED_S)
         for path in ("/metrics", "/liveness", "/readyz", "/"):
             assert b"p.gone" not in request(port, "GET", path)[2], path
 
@@ -508,11 +541,15 @@ def test_serve_applies_folder_changes_with_no_gap_for_unchanged_probes(
     assert set(poller.statuses) == {200}, [s for s in poller.statuses if s != 200][:5]
     code, _ = proc.stop()
     assert code == 0, proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
 
 
-def test_serve_picks_up_a_kubernetes_configmap_update_within_seconds(
-    spawn: Spawn, tmp_path: Path, replica_set: SimulatedReplicaSet
+@pytest.mark.parametrize(
+    ("watch", "how"),
+    [("auto", "change notification (inotify)"), ("poll", "polling its listing and stat data")],
+)
+def test_serve_picks_up_a_kubernetes_configmap_update_within_2s(
+    spawn: Spawn, tmp_path: Path, replica_set: SimulatedReplicaSet, watch: str, how: str
 ) -> None:
     contexts = tmp_path / "contexts"
     write_spec(tmp_path / "src", service_id="k8s.a", connection=LABEL)
@@ -522,7 +559,7 @@ def test_serve_picks_up_a_kubernetes_configmap_update_within_seconds(
     kubernetes_volume(
         contexts, {"k8s.a.yaml": a_yaml, "k8s.gone.yaml": gone_yaml}, "2026_11_22_10_00_00.1"
     )
-    proc, port = serve(spawn, contexts, replica_set)
+    proc, port = serve(spawn, contexts, replica_set, ZEROPROBE_CONTEXTS_WATCH=watch)
     wait_for_answer(proc, port, "PUT", "/k8s.a", timeout_s=15)
     wait_for_answer(proc, port, "PUT", "/k8s.gone", timeout_s=15)
 
@@ -533,17 +570,27 @@ def test_serve_picks_up_a_kubernetes_configmap_update_within_seconds(
         {"k8s.a.yaml": a_yaml + YELLOW_AT_ZERO, "k8s.b.yaml": b_yaml},
         "2026_11_22_10_05_00.2",
     )
+    # Applied: the removed spec is unknown, the added one known, the changed one restarted
+    # (503 until its first run, which may come a few seconds later: first runs of several
+    # specs are spread).
     took_s = eventually(
         proc,
         lambda: (
-            status_of(port, "k8s.b")[0] == 200
-            and status_of(port, "k8s.a")[1] == "YELLOW"
-            and status_of(port, "k8s.gone")[0] == 404
+            status_of(port, "k8s.gone")[0] == 404
+            and status_of(port, "k8s.b")[0] in (200, 503)
+            and status_of(port, "k8s.a") != (200, "GREEN")
         ),
         "the swapped ConfigMap applied",
+        APPLIED_S,
+    )
+    eventually(
+        proc,
+        lambda: status_of(port, "k8s.b")[0] == 200 and status_of(port, "k8s.a")[1] == "YELLOW",
+        "the new set served",
     )
 
-    assert took_s < 5, "at most a few seconds late"
+    assert took_s < APPLIED_S
+    assert f"watching {contexts} for changes: {how}" in proc.stderr
     code, _ = proc.stop()
     assert code == 0, proc.stderr
 

@@ -17,17 +17,17 @@ from typing import Any
 import pytest
 from pymongo import errors as mongo_errors
 
-from probes.base import Observation, ProbeContext, ProbeKind
+from probes.base import Kind, Observation, ProbeContext
+from probes.errors import ProbeConnectionError
 from schemas.context_spec import SpecBase
-from zeroprobe import store as store_module
-from zeroprobe.document import render_document
-from zeroprobe.engine import Engine
-from zeroprobe.errors import ProbeConnectionError
-from zeroprobe.grading import Grade, Line
-from zeroprobe.loader import ContextFile
-from zeroprobe.runner import now_ms
-from zeroprobe.settings import Settings
-from zeroprobe.store import HISTORY_SIZE, HistoryRun, Result, ResultStore
+from schemas.grading import Grade, Line
+from zeroprobe.config.loader import ContextFile
+from zeroprobe.config.settings import Settings
+from zeroprobe.engine import store as store_module
+from zeroprobe.engine.core import Engine
+from zeroprobe.engine.document import render_document
+from zeroprobe.engine.runner import now_ms
+from zeroprobe.engine.store import HISTORY_SIZE, HistoryRun, Result, ResultStore
 
 KIND = "fake"
 OK_LINE = Line("- fake target answered", Grade.GREEN)
@@ -61,7 +61,7 @@ ProbeBody = Callable[[SpecBase, ProbeContext, Recorder], Any]
 
 def fake_kind(
     recorder: Recorder, body: ProbeBody, *, liveness_needs_target: bool = False
-) -> ProbeKind:
+) -> Kind[SpecBase, Observation]:
     """A probe kind whose probe records itself around `body` (an async function)."""
 
     async def probe(spec: SpecBase, ctx: ProbeContext) -> Observation:
@@ -79,8 +79,12 @@ def fake_kind(
         assert isinstance(observation, Observation)
         return [OK_LINE]
 
-    return ProbeKind(
-        name=KIND, probe=probe, grade=grade, liveness_needs_target=liveness_needs_target
+    return Kind(
+        name=KIND,
+        spec=SpecBase,
+        probe=probe,
+        grade=grade,
+        liveness_needs_target=liveness_needs_target,
     )
 
 
@@ -92,7 +96,7 @@ def spec(service_id: str = "fake.one", interval: str = "1s", timeout: str = "500
 
 def make_engine(
     specs: list[SpecBase],
-    kind: ProbeKind,
+    kind: Kind[SpecBase, Observation],
     environ: dict[str, str] | None = None,
     **settings: Any,
 ) -> Engine:

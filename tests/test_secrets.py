@@ -29,19 +29,19 @@ from urllib.parse import quote, quote_plus
 import pytest
 from aiohttp import web
 
-from probes.base import ProbeKind
-from probes.registry import PROBES
+from probes.base import Kind
+from probes.redact import RedactingFilter, Redactor
 from schemas.context_spec import MongoReplicationLagSpec
+from schemas.grading import Grade
 from tests.hostile_servers import HostileServer, answers_http, self_signed_tls
 from tests.test_cli_process import Proc, Spawn, clean_env, free_port, request, spawn
-from zeroprobe.engine import Engine
-from zeroprobe.grading import Grade
-from zeroprobe.loader import ContextFile
+from zeroprobe.config.kinds import installed_kinds
+from zeroprobe.config.loader import ContextFile
+from zeroprobe.config.settings import Settings
+from zeroprobe.engine.core import Engine
 from zeroprobe.logs import configure_logging
-from zeroprobe.redact import RedactingFilter, Redactor
-from zeroprobe.settings import Settings
-from zeroprobe.simulated_monitoring import ThreadedApp
-from zeroprobe.simulator import SimulatedReplicaSet
+from zeroprobe.simulators.mongo import SimulatedReplicaSet
+from zeroprobe.simulators.monitoring import ThreadedApp
 
 __all__ = ["spawn"]  # the fixture, shared with the CLI process tests
 
@@ -495,9 +495,8 @@ async def test_an_exception_quoting_the_uri_leaks_nowhere(
     async def probe(spec: Any, ctx: Any) -> Any:
         raise RuntimeError(uri)  # a library that puts the whole connection string in str()
 
-    kind = ProbeKind(
-        name="mongo_replication_lag", probe=probe, grade=PROBES["mongo_replication_lag"].grade
-    )
+    builtin = installed_kinds().installed["mongo_replication_lag"].kind
+    kind = Kind(name=builtin.name, spec=builtin.spec, probe=probe, grade=builtin.grade)
     spec = MongoReplicationLagSpec.model_validate(
         {
             "service_id": "leak.boom",

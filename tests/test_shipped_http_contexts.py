@@ -8,10 +8,10 @@ import time
 import pytest
 
 from schemas.context_spec import AlertmanagerAlertsSpec, PrometheusQuerySpec
+from schemas.grading import Grade, Line
 from tests.conftest import TESTS, EngineFactory
-from zeroprobe.grading import Grade, Line
-from zeroprobe.loader import ContextFile, load_contexts
-from zeroprobe.simulated_monitoring import SimulatedMonitoring
+from zeroprobe.config.loader import ContextFile, load_contexts
+from zeroprobe.simulators.monitoring import SimulatedMonitoring
 
 CONTEXTS = TESTS.parent / "contexts"
 ERROR_RATE = "payments.api.errorrate"
@@ -20,6 +20,8 @@ ENV = {
     "ZEROPROBE_CONNECTION_PROMETHEUS": "http://prometheus:9090",
     "ZEROPROBE_CONNECTION_ALERTMANAGER": "http://alertmanager:9093",
     "ZEROPROBE_CONNECTION_CLUSTERKEEPER": "mongodb://db1:27017/?replicaSet=rs0",
+    # The sharded-cluster example (tests/test_shipped_mongo_contexts.py).
+    "ZEROPROBE_CONNECTION_ORDERSMONGOS": "mongodb://mongos1:27017/",
     # The CI examples (tests/test_shipped_pipeline_contexts.py).
     "ZEROPROBE_CONNECTION_GITHUB": "https://api.github.com",
     "GITHUB_TOKEN": "t",
@@ -27,6 +29,8 @@ ENV = {
     "GITLAB_TOKEN": "t",
     "ZEROPROBE_CONNECTION_JENKINS": "https://jenkins.example.com",
     "JENKINS_TOKEN": "u:t",
+    # The web endpoint example (plugins/zeroprobe-http/tests/test_http_endpoint_demo.py).
+    "ZEROPROBE_CONNECTION_SHOP_WEB": "https://shop.example.com",
 }
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from schemas.context_spec import PipelineHealthSpec
+from schemas.grading import Grade, Line
 from tests.conftest import TESTS, EngineFactory
 from tests.test_shipped_http_contexts import ENV
-from zeroprobe.grading import Grade, Line
-from zeroprobe.loader import load_contexts
-from zeroprobe.simulated_pipelines import SimulatedPipelines
+from zeroprobe.config.loader import load_contexts
+from zeroprobe.simulators.pipelines import SimulatedPipelines
 
 CONTEXTS = TESTS.parent / "contexts"
 EXAMPLES = {
@@ -18,7 +18,7 @@ EXAMPLES = {
     "shop.ci.gitlab": ("gitlab", "GITLAB_TOKEN"),
     "shop.ci.jenkins": ("jenkins", "JENKINS_TOKEN"),
 }
-# The demo's story (zeroprobe/simulated_pipelines.py): #1207 running for 6m; #1206 failed,
+# The demo's story (zeroprobe/simulators/pipelines.py): #1207 running for 6m; #1206 failed,
 # started 30m ago and took 11m; #1205 failed; #1204 succeeded, 140m ago in 10m.
 DETAILS = "failed 19m ago (2 in a row, last success 2h10m ago)"
 HINT = "— hint: out of memory (exit 137)"

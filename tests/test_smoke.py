@@ -1,8 +1,8 @@
 from __future__ import annotations
 
+from schemas.grading import Grade
 from tests.conftest import EngineFactory, SpecFactory
-from zeroprobe.grading import Grade
-from zeroprobe.simulator import SimulatedReplicaSet
+from zeroprobe.simulators.mongo import SimulatedReplicaSet
 
 
 async def test_probe_reads_a_healthy_replica_set_over_tcp(

@@ -172,7 +172,7 @@ def test_memory_table_rows() -> None:
 
 def test_gc_pauses_and_profile_shares() -> None:
     log = (
-        "2026-11-22T06:00:00+0000 WARNING zeroprobe.runner: a: GREEN -> RED: refused\n"
+        "2026-11-22T06:00:00+0000 WARNING zeroprobe.engine.runner: a: GREEN -> RED: refused\n"
         "gc-pause gen=2 ms=47.9 at=100.250\n"
         "gc-pause gen=1 ms=5.1 at=130.000\n"
     )

@@ -20,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
+from schemas.grading import Grade, Line
 from tests.conftest import TESTS
 from tests.status_page_support import (
     XSS_BODY,
@@ -32,10 +33,9 @@ from tests.status_page_support import (
     stage,
     staged_engine,
 )
-from zeroprobe.app import create_app
-from zeroprobe.engine import Engine
-from zeroprobe.grading import Grade, Line
-from zeroprobe.ui import STATIC_FILES
+from zeroprobe.engine.core import Engine
+from zeroprobe.web.app import create_app
+from zeroprobe.web.page import STATIC_FILES
 
 Client = TestClient[web.Request, web.Application]
 
@@ -238,8 +238,8 @@ async def test_static_files_are_served_with_their_types(client: Client) -> None:
 def test_static_files_are_package_data() -> None:
     """A wheel carries them: pyproject's package-data globs match every one."""
     config = tomllib.loads((TESTS.parent / "pyproject.toml").read_text(encoding="utf-8"))
-    patterns = config["tool"]["setuptools"]["package-data"]["zeroprobe"]
-    package = TESTS.parent / "zeroprobe"
+    patterns = config["tool"]["setuptools"]["package-data"]["zeroprobe.web"]
+    package = TESTS.parent / "zeroprobe" / "web"
     for name in STATIC_FILES:
         assert (package / "static" / name).is_file(), name
         assert any(fnmatch.fnmatch(f"static/{name}", pattern) for pattern in patterns), name

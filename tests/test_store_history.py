@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from zeroprobe.document import render_document, render_document_slowly
-from zeroprobe.grading import Grade, Line
-from zeroprobe.store import HISTORY_SIZE, OUTCOMES, Result, ResultStore
+from schemas.grading import Grade, Line
+from zeroprobe.engine.document import render_document, render_document_slowly
+from zeroprobe.engine.store import HISTORY_SIZE, OUTCOMES, Result, ResultStore
 
 DAY_MS = 86_400_000
 

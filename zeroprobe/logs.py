@@ -7,7 +7,7 @@ import sys
 import threading
 from types import TracebackType
 
-from zeroprobe.redact import RedactingFilter, Redactor
+from probes.redact import RedactingFilter, Redactor
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

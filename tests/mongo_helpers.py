@@ -1,0 +1,81 @@
+"""What the MongoDB wire tests share: an engine around one spec, its lines and its series."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+from collections.abc import AsyncIterator
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from schemas.grading import Grade
+from tests.conftest import EngineFactory, SpecFactory
+from zeroprobe.engine.core import Engine
+from zeroprobe.engine.store import Result
+
+SERVICE_ID = "test.mongo.lag"  # the make_spec default
+CONNECTION_VAR = "ZEROPROBE_CONNECTION_RS"  # the make_spec default label "rs"
+LAG_METRIC = "zeroprobe_mongo_replication_lag_seconds"
+WINDOW_METRIC = "zeroprobe_mongo_oplog_window_seconds"
+HEADROOM_METRIC = "zeroprobe_mongo_oplog_headroom_seconds"
+#: PyMongo may leave a socket to the garbage collector when a client closes (test_probe_wire).
+DRIVER_SOCKET_LEAK = "ignore:unclosed <socket.socket:ResourceWarning"
+
+
+@contextlib.asynccontextmanager
+async def engine_for(
+    make_engine: EngineFactory,
+    make_spec: SpecFactory,
+    uri: str,
+    environ: dict[str, str] | None = None,
+    **spec: Any,
+) -> AsyncIterator[Engine]:
+    """An engine with one spec whose connection variable holds `uri`, plus `environ`."""
+    engine = make_engine([make_spec(**spec)], {CONNECTION_VAR: uri, **(environ or {})})
+    try:
+        yield engine
+    finally:
+        await engine.stop()
+
+
+def texts(result: Result) -> list[str]:
+    """The actionBody lines of a result."""
+    return [line.text for line in result.lines]
+
+
+def graded(result: Result) -> dict[str, Grade | None]:
+    """Each line's grade, by its text."""
+    return {line.text: line.grade for line in result.lines}
+
+
+def starting(result: Result, prefix: str) -> list[str]:
+    """The lines that start with `prefix`."""
+    return [text for text in texts(result) if text.startswith(prefix)]
+
+
+def series(engine: Engine, metric: str, service_id: str = SERVICE_ID) -> dict[str, float]:
+    """label value -> value of a kind gauge of `service_id`, from the text exposition."""
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(engine.metrics.render().decode()):
+        if family.name != metric:
+            continue
+        for sample in family.samples:
+            if sample.labels.get("service_id") == service_id:
+                (label,) = (v for k, v in sample.labels.items() if k != "service_id")
+                found[label] = sample.value
+    return found
+
+
+async def promtool_check(exposition: bytes) -> tuple[int, bytes, bytes]:
+    """`promtool check metrics` on an exposition: (exit code, stdout, stderr)."""
+    checked = await asyncio.to_thread(
+        subprocess.run,
+        ["promtool", "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    return checked.returncode, checked.stdout, checked.stderr
