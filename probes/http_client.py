@@ -15,6 +15,7 @@ import base64
 import contextlib
 import errno
 import json
+import os
 import re
 import socket
 import ssl
@@ -174,6 +175,9 @@ class HttpClient:
         self._redact = redact
         self._max_reply_bytes = max_reply_bytes
         self._session: aiohttp.ClientSession | None = None
+        # tls_ca_file path -> (what the file was when read, its context): a context is built
+        # once per version of the bundle, not at every request.
+        self._ca_contexts: dict[str, tuple[tuple[int, int, int], ssl.SSLContext]] = {}
 
     def target(self, label: str, bearer_token_env: str | None = None) -> HttpTarget:
         """The target of `label`; ProbeConfigError when its variable is unset or unusable."""
@@ -364,7 +368,7 @@ class HttpClient:
         url = target.url(path)
         tls: ssl.SSLContext | bool = tls_verify
         if url.scheme == "https" and tls_verify and tls_ca_file is not None:
-            tls = _ca_file_context(tls_ca_file)
+            tls = self._ca_file_context(tls_ca_file)
         # A fresh connection every time: its time and its certificate are what a new visitor
         # gets, not what a connection opened minutes ago still carries.
         sent = {**(headers or {}), "Connection": "close", **target.headers}
@@ -433,6 +437,36 @@ class HttpClient:
             text = text[: DETAIL_CHARS - 1] + "…"
         return self._redact(text)
 
+    def _ca_file_context(self, ca_file: str) -> ssl.SSLContext:
+        """A verifying context trusting only the CAs of `ca_file`; ProbeConfigError when
+        unusable.
+
+        The file is looked at (one stat) at every request and read again only when it
+        changed: a renewed bundle counts at once, and a missing one is a RED line of the
+        probe rather than an error at load time.
+        """
+        try:
+            stat = os.stat(ca_file)
+            version = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            cached = self._ca_contexts.get(ca_file)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            context = ssl.create_default_context(cafile=ca_file)
+        except FileNotFoundError:
+            raise ProbeConfigError(f"tls_ca_file {ca_file}: no such file") from None
+        except IsADirectoryError:
+            raise ProbeConfigError(f"tls_ca_file {ca_file}: a directory, not a PEM file") from None
+        except (ssl.SSLError, ValueError):  # before OSError: an SSLError is one
+            raise ProbeConfigError(
+                f"tls_ca_file {ca_file}: no PEM certificate in it (expected a CA bundle)"
+            ) from None
+        except OSError as exc:
+            raise ProbeConfigError(
+                f"tls_ca_file {ca_file}: cannot be read ({exc.strerror or type(exc).__name__})"
+            ) from None
+        self._ca_contexts[ca_file] = (version, context)
+        return context
+
     def _map_client_error(self, exc: aiohttp.ClientError, where: str) -> ProbeError:
         detail = self._detail(exc)
         if isinstance(exc, aiohttp.ClientConnectorCertificateError):
@@ -468,28 +502,6 @@ class HttpClient:
             reason = exc.strerror or detail
             return ProbeConnectionError(f"connection to {where} failed: {reason}")
         return ProbeConnectionError(f"request to {where} failed: {detail}")
-
-
-def _ca_file_context(ca_file: str) -> ssl.SSLContext:
-    """A verifying context trusting only the CAs of `ca_file`; ProbeConfigError when unusable.
-
-    Read at every request (a small file, well under a millisecond): a renewed bundle counts at
-    once, and a missing one is a RED line of the probe rather than an error at load time.
-    """
-    try:
-        return ssl.create_default_context(cafile=ca_file)
-    except FileNotFoundError:
-        raise ProbeConfigError(f"tls_ca_file {ca_file}: no such file") from None
-    except IsADirectoryError:
-        raise ProbeConfigError(f"tls_ca_file {ca_file}: a directory, not a PEM file") from None
-    except (ssl.SSLError, ValueError):  # before OSError: an SSLError is one
-        raise ProbeConfigError(
-            f"tls_ca_file {ca_file}: no PEM certificate in it (expected a CA bundle)"
-        ) from None
-    except OSError as exc:
-        raise ProbeConfigError(
-            f"tls_ca_file {ca_file}: cannot be read ({exc.strerror or type(exc).__name__})"
-        ) from None
 
 
 def tls_reason(error: BaseException) -> str:
