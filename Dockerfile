@@ -21,13 +21,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 # A numeric user, so that Kubernetes' runAsNonRoot can verify it.
+# Its data directory (the notification outbox) is its own: a volume is mounted there in
+# Kubernetes; without one the outbox lives as long as the container.
 RUN useradd --system --no-log-init --uid 10001 --user-group --no-create-home \
-        --home-dir /nonexistent --shell /usr/sbin/nologin zeroprobe
+        --home-dir /nonexistent --shell /usr/sbin/nologin zeroprobe \
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/zeroprobe
 COPY --from=build /wheels/ /wheels/
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 # The example contexts; in Kubernetes a ConfigMap is mounted over this folder.
 COPY contexts/ /etc/zeroprobe/contexts/
 ENV ZEROPROBE_CONTEXTS=/etc/zeroprobe/contexts \
+    ZEROPROBE_DATA_DIR=/var/lib/zeroprobe \
     ZEROPROBE_HOST=0.0.0.0 \
     ZEROPROBE_PORT=8080
 USER 10001:10001

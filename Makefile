@@ -41,12 +41,13 @@ system-deps:
 test: check system-deps
 	$(BIN)/pytest
 
-# Benchmarks (not tests): rewrites docs/benchmarks.md in about 10 minutes; wrk from Debian.
+# Benchmarks (not tests): rewrites docs/benchmarks.md (about an hour; `python -m bench.main
+# --only KEY` re-measures one section and keeps the others); wrk from Debian.
 bench: install
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk; }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
-	$(BIN)/python -m bench.main --slow-window 65
+	$(BIN)/python -m bench.main
 
 # Reliability (not tests): 1,000 probes failing at once, then a soak of SOAK_S seconds (10
 # minutes) under wrk load while targets stop, hang and come back; both rewrite their section

@@ -258,12 +258,21 @@ class WrkRun:
     errors: int
 
 
-def wrk(url: str, duration_s: int, connections: int, delay_ms: int = 0, token: str = "") -> WrkRun:
+def wrk(
+    url: str,
+    duration_s: int,
+    connections: int,
+    delay_ms: int = 0,
+    token: str = "",
+    *,
+    script: str = "",
+) -> WrkRun:
     """wrk PUTs against `url` (one thread); `delay_ms` paces each connection; `token` is sent
-    as `Authorization: Bearer <token>`."""
-    script = ROOT / "bench" / ("put_paced.lua" if delay_ms else "put.lua")
+    as `Authorization: Bearer <token>`; `script` (a bench/*.lua) replaces put.lua."""
+    script_path = ROOT / "bench" / (script or ("put_paced.lua" if delay_ms else "put.lua"))
     env = {**os.environ, "BENCH_DELAY_MS": str(delay_ms), "BENCH_TOKEN": token}
-    args = ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s", str(script)]
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--latency", "-s"]
+    args.append(str(script_path))
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True, env=env).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))

@@ -14,7 +14,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import (
@@ -93,17 +93,20 @@ def serve(
 
 
 @contextmanager
-def bare_app(body: bytes, lifetime_s: float, core: frozenset[int] | None) -> Iterator[str]:
-    """The baseline of the HTTP benchmark, on zeroprobe's core (wrk runs on the other)."""
+def bare_app(
+    body: bytes, lifetime_s: float, core: frozenset[int] | None
+) -> Iterator[tuple[str, int]]:
+    """The baseline of the HTTP benchmark, on zeroprobe's core (wrk runs on the other): its
+    URL and pid (the pid of python itself: `child` execs taskset, which execs python)."""
     with tempfile.NamedTemporaryFile(prefix="zeroprobe-bench-", suffix=".json") as file:
         file.write(body)
         file.flush()
         port = free_port()
         args = ["--port", str(port), "--body", file.name, "--duration", str(lifetime_s)]
-        with child([PYTHON, "-m", "bench.bare_app", *args], cpus=core):
+        with child([PYTHON, "-m", "bench.bare_app", *args], cpus=core) as proc:
             url = f"http://127.0.0.1:{port}/x"
             wait_http_put(url)
-            yield url
+            yield url, proc.pid
 
 
 def wait_http_put(url: str) -> None:
@@ -116,34 +119,73 @@ def wait_http_put(url: str) -> None:
     raise TimeoutError(url)
 
 
+@dataclass
+class Runs:
+    """The wrk runs against one server, and the CPU seconds it spent during them."""
+
+    pid: int
+    runs: list[WrkRun] = field(default_factory=list)
+    cpu_s: float = 0.0
+    requests: float = 0.0
+
+    def measure(
+        self,
+        url: str,
+        duration_s: int,
+        connections: int,
+        *,
+        delay_ms: int = 0,
+        token: str = "",
+        script: str = "",
+    ) -> None:
+        cpu0 = cpu_seconds(self.pid)
+        run = wrk(url, duration_s, connections, delay_ms, token, script=script)
+        self.cpu_s += cpu_seconds(self.pid) - cpu0
+        self.requests += run.requests_s * duration_s
+        self.runs.append(run)
+
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_s / self.requests * 1e6 if self.requests else float("nan")
+
+
 def http(
-    probes: int, rounds: int, duration_s: int, connections: int, token: str = ""
+    probes: int,
+    rounds: int,
+    duration_s: int,
+    connections: int,
+    token: str = "",
+    *,
+    script: str = "put.lua",
+    paced: bool = True,
 ) -> dict[str, float]:
-    """wrk PUT on zeroprobe vs the bare app, alternating; then both at half zeroprobe's rate.
-    With `token`, zeroprobe runs with access control on and wrk sends the token to both."""
+    """wrk with `script` (a bench/*.lua: PUT, PUT with a body, GET) on zeroprobe vs the bare
+    app, alternating; then, when `paced`, both at half zeroprobe's rate. With `token`,
+    zeroprobe runs with access control on and wrk sends the token to both. CPU per request:
+    each server's CPU seconds over all its full-rate runs divided by the requests answered,
+    steadier on a shared machine than the request rates."""
     lifetime = 120 + rounds * duration_s * 4 + probes / 10
     extra_env = {"ZEROPROBE_AUTH_TOKEN": token} if token else {}
     with serve(max(1, probes), 5 if probes else 3600, lifetime, extra_env) as zp:
         url = f"{zp.base}/{zp.ids[0]}"
         body, _ = fetch(url, token)
-        with bare_app(body, lifetime, zp.core) as bare:
-            zp_runs: list[WrkRun] = []
-            bare_runs: list[WrkRun] = []
+        with bare_app(body, lifetime, zp.core) as (bare, bare_pid):
+            zp_full, bare_full = Runs(zp.pid), Runs(bare_pid)
             for index in range(rounds):
-                pair = [(url, zp_runs), (bare, bare_runs)]
+                pair = [(url, zp_full), (bare, bare_full)]
                 for target, runs in pair if index % 2 == 0 else pair[::-1]:
-                    runs.append(wrk(target, duration_s, connections, token=token))
-            zp_rate = median([r.requests_s for r in zp_runs])
+                    runs.measure(target, duration_s, connections, token=token, script=script)
+            zp_rate = median([r.requests_s for r in zp_full.runs])
             half = zp_rate / 2
             # Each connection waits delay_ms after every answer: enough connections for `half`.
             delay_ms = 2
             paced_conns = max(1, round(half * (delay_ms + 0.3) / 1000))
-            zp_half: list[WrkRun] = []
-            bare_half: list[WrkRun] = []
-            for index in range(rounds):
+            zp_half, bare_half = Runs(zp.pid), Runs(bare_pid)
+            for index in range(rounds if paced else 0):
                 pair = [(url, zp_half), (bare, bare_half)]
                 for target, runs in pair if index % 2 == 0 else pair[::-1]:
-                    runs.append(wrk(target, duration_s, paced_conns, delay_ms, token))
+                    runs.measure(target, duration_s, paced_conns, delay_ms=delay_ms, token=token)
+    zp_runs, bare_runs = zp_full.runs, bare_full.runs
+    every = [*zp_runs, *bare_runs, *zp_half.runs, *bare_half.runs]
     return {
         "probes": probes,
         "rounds": rounds,
@@ -156,11 +198,13 @@ def http(
         "zp_p99_ms": median([r.p99_ms for r in zp_runs]),
         "bare_p50_ms": median([r.p50_ms for r in bare_runs]),
         "bare_p99_ms": median([r.p99_ms for r in bare_runs]),
-        "half_rps": median([r.requests_s for r in zp_half]),
-        "half_zp_p50_ms": median([r.p50_ms for r in zp_half]),
-        "half_zp_p99_ms": median([r.p99_ms for r in zp_half]),
-        "half_bare_p99_ms": median([r.p99_ms for r in bare_half]),
-        "errors": sum(r.errors for r in [*zp_runs, *bare_runs, *zp_half, *bare_half]),
+        "zp_cpu_us": zp_full.cpu_us_per_request(),
+        "bare_cpu_us": bare_full.cpu_us_per_request(),
+        "half_rps": median([r.requests_s for r in zp_half.runs]),
+        "half_zp_p50_ms": median([r.p50_ms for r in zp_half.runs]),
+        "half_zp_p99_ms": median([r.p99_ms for r in zp_half.runs]),
+        "half_bare_p99_ms": median([r.p99_ms for r in bare_half.runs]),
+        "errors": sum(r.errors for r in every),
     }
 
 

@@ -50,6 +50,11 @@ _SECRET_NAME = re.compile(r"(?i)(token|secret|passw(or)?d|api_?key|credential|pr
 SECRET_BY_NAME_MIN_CHARS = 8
 # Short values would scrub ordinary words; the patterns cover their usual places.
 MIN_SECRET_CHARS = 4
+#: Texts up to this long are remembered with their scrubbed form, up to MEMO_ENTRIES of them:
+#: the same error text comes back from every probe of a failing target (1,000 at once), and
+#: scrubbing it costs a dozen scans.
+MEMO_TEXT_CHARS = 1024
+MEMO_ENTRIES = 4096
 
 
 def secret_forms(secret: str) -> set[str]:
@@ -101,6 +106,7 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets: list[str] = []
         self._known: set[str] = set()
+        self._memo: dict[str, str] = {}  # text -> scrubbed text, for the secrets known now
         for secret in secrets:
             self.add(secret)
 
@@ -118,8 +124,20 @@ class Redactor:
         if fresh:
             # Longest first, so a URI is replaced whole before its password alone.
             self._secrets = sorted([*self._secrets, *fresh], key=len, reverse=True)
+            self._memo = {}  # scrubbed without the new secret
 
     def __call__(self, text: str) -> str:
+        memo = self._memo  # one dict throughout: add() may start a new one meanwhile
+        scrubbed = memo.get(text)
+        if scrubbed is None:
+            scrubbed = self._scrub(text)
+            if len(text) <= MEMO_TEXT_CHARS:
+                if len(memo) >= MEMO_ENTRIES:
+                    memo = self._memo = {}
+                memo[text] = scrubbed
+        return scrubbed
+
+    def _scrub(self, text: str) -> str:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, REDACTED)

@@ -22,6 +22,7 @@ from zeroprobe.config.settings import Settings
 from zeroprobe.engine.core import Engine
 from zeroprobe.engine.runner import now_ms
 from zeroprobe.engine.store import Result
+from zeroprobe.notify.notifier import Notifier
 from zeroprobe.web.app import create_app
 
 T = TypeVar("T")
@@ -189,8 +190,16 @@ def safe_url(url: str) -> bool:
 class BackgroundServer:
     """`create_app(engine)` on 127.0.0.1 in a thread of its own with its own event loop."""
 
-    def __init__(self, engine: Engine, *, start_engine: bool = True, port: int = 0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        start_engine: bool = True,
+        port: int = 0,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.engine = engine
+        self.notifier = notifier
         self.port = port
         self._start_engine = start_engine
         self._thread: threading.Thread | None = None
@@ -223,7 +232,7 @@ class BackgroundServer:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        app = create_app(self.engine, start_engine=self._start_engine)
+        app = create_app(self.engine, start_engine=self._start_engine, notifier=self.notifier)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1)
         await runner.setup()
         try:

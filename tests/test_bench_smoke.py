@@ -40,3 +40,14 @@ def test_wrk_latency_and_histogram_quantiles_parse() -> None:
     assert (
         quantile(minus(buckets, [(0.001, 90.0), (0.01, 90.0), (float("inf"), 90.0)]), 0.5) == 0.01
     )
+
+
+def test_the_notification_storm_benchmark_runs_and_sends_one_message_per_sink(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "benchmarks.md"
+    args = ["-m", "bench.main", "--tiny", "--only", "notify", "--out", str(out)]
+    subprocess.run([sys.executable, *args], cwd=ROOT, check=True, timeout=120)
+    text = out.read_text()
+    assert "## Notification storm" in text
+    assert "| 50 (1 runs) | 1 / 1 / 1 |" in text  # one message per sink

@@ -31,6 +31,8 @@ from playwright.sync_api import (
 from schemas.context_spec import MongoReplicationLagSpec
 from schemas.grading import Grade, Line
 from tests.conftest import TESTS
+from tests.notify_fakes import FakeReceiver
+from tests.notify_support import line, write_notifiers
 from tests.status_page_support import (
     XSS_BODY,
     XSS_DESCRIPTION,
@@ -42,8 +44,10 @@ from tests.status_page_support import (
     staged_engine,
 )
 from zeroprobe.config.loader import ContextFile, load_contexts
+from zeroprobe.config.notifiers import load_notifiers
 from zeroprobe.config.settings import Settings
 from zeroprobe.engine.core import Engine
+from zeroprobe.notify.notifier import Notifier
 from zeroprobe.simulators.mongo import SimulatedReplicaSet
 from zeroprobe.web import api
 from zeroprobe.web import page as ui
@@ -698,3 +702,57 @@ def test_script_draws_what_the_server_drew(browser: Browser, showcase: str) -> N
     for tab in (server_drawn, script_drawn):
         tab.assert_clean()
         closing(tab)
+
+
+def test_the_notifications_section_follows_without_reload(browser: Browser, tmp_path: Path) -> None:
+    """A sink's health changes on the page as it changes in the service (app.js renderSinks),
+    drawn as the server draws it (page.py notifications_section)."""
+    hook = FakeReceiver("webhook").start()
+    yaml_text = (
+        "coalesce: 100ms\n"
+        "sinks:\n  - {name: oncall, type: webhook, url_env: ONCALL_HOOK_URL, timeout: 1s}\n"
+        "  - {name: chat, type: discord, url_env: CHAT_HOOK_URL}\n"
+    )
+    env = {"ONCALL_HOOK_URL": f"{hook.url}/hook"}
+    path = write_notifiers(tmp_path, yaml_text)
+    script = Script()
+    engine = Engine(
+        [scripted("payments.api")],
+        Settings(notifiers=str(path), data_dir=str(tmp_path / "data")),
+        env,
+        kinds=script.kinds(),
+        notifiers=load_notifiers(path, env).notifiers,
+    )
+    server = BackgroundServer(engine, start_engine=False, notifier=Notifier(engine)).start()
+    shape = """() => {
+      // Ages are compared as words: the two tabs are drawn a moment apart.
+      const walk = (node) => node.nodeType === Node.TEXT_NODE
+        ? node.textContent.replace(/[0-9]+ s/g, "N s") :
+        [node.tagName, node.getAttribute("class"), node.getAttribute("data-sink"),
+         Array.from(node.childNodes).map(walk)];
+      const section = document.getElementById("notifications");
+      section.normalize();
+      return walk(section);
+    }"""
+    try:
+        tab = open_tab(browser, f"{server.url}/?refresh=1")
+        page = tab.page
+        page.evaluate("window.__sameDocument = true")
+        meta = page.locator('[data-sink="oncall"] .sink-meta')
+        assert meta.inner_text() == "nothing waiting · nothing delivered yet"
+        script.lines["payments.api"] = [line(Grade.RED)]
+        server.call(lambda: engine.run_once("payments.api"))
+        hook.wait_for(lambda got: len(got) == 1)
+        page.wait_for_function(
+            """() => document.querySelector('[data-sink="oncall"] .sink-meta')
+                 .textContent.startsWith("nothing waiting · last delivered")"""
+        )
+        assert page.evaluate("window.__sameDocument") is True, "the page was not reloaded"
+        server_drawn = open_tab(browser, f"{server.url}/", script=False)
+        assert page.evaluate(shape) == server_drawn.page.evaluate(shape)
+        for each in (tab, server_drawn):
+            each.assert_clean()
+            closing(each)
+    finally:
+        server.stop()
+        hook.stop()

@@ -169,6 +169,112 @@ async def test_small_body_is_read_and_ignored(
         assert list(await response.json()) == [KNOWN_ID]
 
 
+def bodied_put(body: bytes, *, chunked: bool = False, close_after: bool = False) -> bytes:
+    """A raw PUT of KNOWN_ID carrying `body` as JSON, with Content-Length or chunked."""
+    if chunked:
+        framing = "Transfer-Encoding: chunked\r\n"
+        sent = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in split(body, 4096))
+        sent += b"0\r\n\r\n"
+    else:
+        framing, sent = f"Content-Length: {len(body)}\r\n", body
+    connection = "Connection: close\r\n" if close_after else ""
+    head = (
+        f"PUT /{KNOWN_ID} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\n{framing}{connection}\r\n"
+    )
+    return head.encode() + sent
+
+
+def split(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)] or [b""]
+
+
+async def answers_on_one_connection(server: Served, *requests: bytes) -> list[RawAnswer]:
+    """Send each request on one keep-alive connection, each after the previous answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    got = []
+    try:
+        for request in requests:
+            writer.write(request)
+            await writer.drain()
+            got.append(await asyncio.wait_for(read_answer(reader), 10))
+    finally:
+        await close(writer)
+    return got
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_small_bodies_get_the_document_and_the_connection_stays_usable(
+    server: Served, chunked: bool
+) -> None:
+    """A PUT with a body received whole is answered without reading it (the fast path);
+    aiohttp's parser has consumed its bytes, so the next request parses as usual."""
+    plain = (await raw(server, get(f"/{KNOWN_ID}", method="PUT"))).body
+    requests = [
+        bodied_put(b"{}", chunked=chunked),
+        get(f"/{KNOWN_ID}").replace(b"Connection: close\r\n", b""),
+        bodied_put(b'{"a": "' + b"x" * 40_000 + b'"}', chunked=chunked),
+        bodied_put(b"x" * (64 * 1024), chunked=chunked),  # exactly the limit
+        get("/livez"),
+    ]
+
+    answers = await answers_on_one_connection(server, *requests)
+
+    assert [a.status for a in answers] == [200] * 5
+    assert [a.body for a in answers[:4]] == [plain] * 4
+    assert answers[0].headers["content-type"].startswith("application/json")
+
+
+async def test_pipelined_puts_with_bodies_are_all_answered(server: Served) -> None:
+    plain = (await raw(server, get(f"/{KNOWN_ID}", method="PUT"))).body
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(
+            bodied_put(b"{}")
+            + bodied_put(b'{"k": 1}', chunked=True)
+            + bodied_put(b"[]")
+            + get("/livez")
+        )
+        await writer.drain()
+        answers = [await asyncio.wait_for(read_answer(reader), 5) for _ in range(4)]
+    finally:
+        await close(writer)
+
+    assert [a.status for a in answers] == [200, 200, 200, 200]
+    assert [a.body for a in answers[:3]] == [plain] * 3
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_body_over_64_kib_received_whole_gets_413_json(server: Served, chunked: bool) -> None:
+    """Sent in one go, so the body may have arrived whole before the handler runs."""
+    answer = await raw(server, bodied_put(b"z" * (64 * 1024 + 1), chunked=chunked))
+
+    assert answer.status == 413
+    assert answer.json()["status"] == 413
+
+
+async def test_small_body_arriving_late_is_waited_for(server: Served) -> None:
+    """A body still on its way (within the read timeout) is read, then the document sent."""
+    plain = (await raw(server, get(f"/{KNOWN_ID}", method="PUT"))).body
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    request = bodied_put(b'{"late": true}')
+    try:
+        writer.write(request[:-5])
+        await writer.drain()
+        await asyncio.sleep(READ_TIMEOUT_S / 4)
+        early = asyncio.create_task(read_answer(reader))
+        await asyncio.sleep(0.05)
+        assert not early.done()  # no answer before the body is whole
+        writer.write(request[-5:])
+        await writer.drain()
+        answer = await asyncio.wait_for(early, 5)
+    finally:
+        await close(writer)
+
+    assert answer.status == 200
+    assert answer.body == plain
+
+
 # --- slow, silent and idle clients ---------------------------------------------------------
 
 

@@ -131,6 +131,21 @@ async def test_user_and_password_in_the_url_become_basic_auth_and_are_never_show
     assert_never_shown(expected, result, metrics, caplog.text)
 
 
+async def test_the_query_is_posted_as_a_urlencoded_form(
+    fake: StartFake, make_engine: EngineFactory, make_query_spec: QuerySpecFactory
+) -> None:
+    """The form is encoded by http_client, not aiohttp's FormData: the same bytes."""
+    query = 'sum(rate(x{code=~"5..", path="/a&b=c"}[5m])) / sum(rate(x[5m])) + 0 * é'
+    server = await fake(answer(VECTOR))
+
+    await run_spec(make_engine, make_query_spec(query=query), {PROM_VAR: server.url})
+
+    (request,) = server.requests
+    assert request["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+    assert request["form"] == {"query": query, "timeout": request["form"]["timeout"]}
+    assert 0 < float(request["form"]["timeout"]) <= 1.0  # within the spec's 1 s
+
+
 async def test_credentials_stay_hidden_when_the_server_refuses_or_is_gone(
     fake: StartFake,
     make_engine: EngineFactory,

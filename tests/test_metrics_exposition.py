@@ -7,15 +7,18 @@ metric family carries samples (successes and errors alike).
 from __future__ import annotations
 
 import asyncio
+import gzip
 import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from tests.conftest import AlertsSpecFactory, EngineFactory, QuerySpecFactory, SpecFactory
 from tests.servers import PrometheusServer, free_port
+from tests.test_metrics_cache import PROMETHEUS_2_ACCEPT, samples
 from zeroprobe import __version__
 from zeroprobe.engine.core import Engine
 from zeroprobe.simulators.mongo import SimulatedReplicaSet
@@ -99,3 +102,39 @@ async def test_a_real_prometheus_scrapes_zeroprobe(
         sid: str(result.grade.rank) for sid, result in newest.items() if result is not None
     }
     assert scraped["test.am.alerts"] == "2"  # its Alertmanager refused the connection: RED
+
+
+async def test_scraped_as_prometheus_does_openmetrics_gzipped(
+    busy_engine: Engine, aiohttp_client: AiohttpClient
+) -> None:
+    client = await aiohttp_client(create_app(busy_engine, start_engine=False))
+    response = await client.get(
+        "/metrics",
+        headers={"Accept": PROMETHEUS_2_ACCEPT, "Accept-Encoding": "gzip"},
+        auto_decompress=False,
+    )
+    zipped = await response.read()
+    plain_response = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
+    plain = await plain_response.read()
+    head = await client.head("/metrics", headers={"Accept-Encoding": "gzip"})
+
+    assert response.status == 200
+    assert response.headers["Content-Type"] == (
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    )
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert int(response.headers["Content-Length"]) == len(zipped)
+    body = gzip.decompress(zipped)
+    assert body.endswith(b"\n# EOF\n") and body.count(b"# EOF") == 1
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}  # type: ignore[no-untyped-call]
+    runs = families["zeroprobe_probe_runs"]
+    assert runs.type == "counter"
+    assert {s.name for s in runs.samples} == {"zeroprobe_probe_runs_total"}
+    assert families["zeroprobe_probe_duration_seconds"].unit == "seconds"
+    assert families["zeroprobe_mongo_replication_lag_seconds"].unit == "seconds"
+    assert b"# UNIT zeroprobe_probe_start_delay_seconds seconds\n" in body
+    # The same samples as the classic text format of the same moment, run counters aside
+    # (the histograms and runs do not change between the two requests: no probe runs).
+    assert samples(body, "openmetrics") == samples(plain, "text")
+    assert "Content-Encoding" not in plain_response.headers
+    assert head.status == 200 and head.headers["Content-Encoding"] == "gzip"

@@ -13,8 +13,14 @@ import pytest
 from bson import Timestamp
 from bson.datetime_ms import DatetimeMS
 
+from probes.mongo_replication_lag import elections
 from probes.mongo_replication_lag.driver import driver_timeout_s
-from probes.mongo_replication_lag.oplog import OplogReading, entry_time_ms, grade_oplog
+from probes.mongo_replication_lag.oplog import (
+    REUSE_MAX_S,
+    OplogReading,
+    entry_time_ms,
+    grade_oplog,
+)
 from schemas.context_spec import MongoReplicationLagSpec
 from schemas.grading import Grade, Line, Thresholds
 from tests.conftest import EngineFactory, SpecFactory
@@ -37,6 +43,23 @@ pytestmark = pytest.mark.filterwarnings(DRIVER_SOCKET_LEAK)
 G, Y, R = Grade.GREEN, Grade.YELLOW, Grade.RED
 DEFAULT_BANDS = Thresholds(yellow=0.5, red=0.75)
 HEAD = "- oplog window 2h 0m on db1:27017"
+
+
+class FakeClock:
+    """The clock of the kind's memory (elections, oplog readings), moved by the test."""
+
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(elections, "clock", fake)
+    return fake
 
 
 # --------------------------------------------------------------------------- grading
@@ -226,10 +249,14 @@ async def test_a_delayed_member_is_graded_on_the_window_its_delay_uses(
 
 
 async def test_the_window_is_read_on_the_primary_with_two_bounded_finds(
-    replica_set: SimulatedReplicaSet, make_spec: SpecFactory, make_engine: EngineFactory
+    replica_set: SimulatedReplicaSet,
+    make_spec: SpecFactory,
+    make_engine: EngineFactory,
+    clock: FakeClock,
 ) -> None:
     async with engine_for(make_engine, make_spec, replica_set.uri) as engine:
         await engine.run_once(SERVICE_ID)
+        clock.now_s += REUSE_MAX_S  # the first reading is too old to stand for the second run
         await engine.run_once(SERVICE_ID)
 
     finds = replica_set.oplog_finds

@@ -4,6 +4,8 @@ specs; its URLs are secrets everywhere."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from zeroprobe.config.loader import load_contexts, load_file
 from zeroprobe.config.notifiers import load_notifiers
 from zeroprobe.config.settings import Settings
 from zeroprobe.engine.core import Engine
-from zeroprobe.engine.reload import Reloader
+from zeroprobe.engine.reload import NOTIFIERS_TRIGGER, Reloader, ReloadOutcome, reload_triggers
 from zeroprobe.notify.notifier import Notifier
 
 NOTIFIERS = TESTDATA / "notifiers"
@@ -49,7 +51,11 @@ def test_each_mistake_is_located(name: str, expected: str) -> None:
 
 
 def test_the_documented_example_loads_with_urls_from_env_and_file() -> None:
-    env = {"ONCALL_HOOK_URL": HOOK, "TEAM_SLACK_URL": HOOK + "2", "OPS_APPRISE_URL": "tgram://1/2"}
+    env = {
+        "ONCALL_HOOK_URL": HOOK,
+        "TEAM_SLACK_URL": HOOK + "2",
+        "OPS_APPRISE_URL": "tgram://123456789:AAbbccddeeff/12345",
+    }
     report = load_notifiers(NOTIFIERS / "valid.yaml", env)
     assert report.problems == []
     assert report.notifiers is not None
@@ -64,7 +70,7 @@ def test_the_documented_example_loads_with_urls_from_env_and_file() -> None:
     assert set(report.notifiers.secrets) == {
         HOOK,
         HOOK + "2",
-        "tgram://1/2",
+        "tgram://123456789:AAbbccddeeff/12345",
         "https://discord.example/api/webhooks/1/TOKENFROMFILE",
     }
 
@@ -84,7 +90,11 @@ def test_a_url_variable_that_is_not_a_url_is_an_error_that_does_not_quote_it(
 def test_check_prints_the_sinks_but_never_a_url(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    env = {"ONCALL_HOOK_URL": HOOK, "TEAM_SLACK_URL": HOOK + "2", "OPS_APPRISE_URL": "tgram://1/2"}
+    env = {
+        "ONCALL_HOOK_URL": HOOK,
+        "TEAM_SLACK_URL": HOOK + "2",
+        "OPS_APPRISE_URL": "tgram://123456789:AAbbccddeeff/12345",
+    }
     code = main(
         [
             "check",
@@ -100,7 +110,12 @@ def test_check_prints_the_sinks_but_never_a_url(
         "ok: 2 Alertmanager(s); sinks: oncall (webhook), team-slack (slack), "
         "team-discord (discord), ops-telegram (apprise)"
     ) in out
-    for secret in (HOOK, "hooksecret123456", "TOKENFROMFILE", "tgram://1/2"):
+    for secret in (
+        HOOK,
+        "hooksecret123456",
+        "TOKENFROMFILE",
+        "tgram://123456789:AAbbccddeeff/12345",
+    ):
         assert secret not in out + err
 
 
@@ -219,3 +234,102 @@ def test_the_shipped_kubernetes_notifiers_file_is_valid(tmp_path: Path) -> None:
     report = load_notifiers(path, {})
     assert report.problems == []
     assert report.notifiers is not None
+
+
+def test_an_apprise_url_apprise_cannot_use_is_named_at_load_without_quoting_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "n.yaml"
+    path.write_text(
+        "sinks:\n  - {name: chat, type: apprise, url_env: CHAT_URL}\n", encoding="utf-8"
+    )
+    for url, scheme in (
+        ("tgram://tokensecret/1", "tgram"),
+        ("nosuchservice://x/y", "nosuchservice"),
+    ):
+        (problem,) = load_notifiers(path, {"CHAT_URL": url}).problems
+        assert str(problem) == (
+            f"{path}:2: sinks.0.url_env: the URL in CHAT_URL is not a URL Apprise can use "
+            f"(a {scheme}:// URL it cannot parse)"
+        )
+    assert "tokensecret" not in caplog.text
+    report = load_notifiers(path, {"CHAT_URL": "ntfy://zeroprobe-alerts"})
+    assert report.problems == [] and report.notifiers is not None
+
+
+async def test_a_change_of_the_notifiers_file_alone_is_applied_without_a_signal(
+    tmp_path: Path,
+) -> None:
+    """In Kubernetes the notifiers file is a ConfigMap of its own, outside the contexts folder:
+    its `..data` swap is noticed like an edit, a touch reloads nothing, a broken file is
+    rejected and the sinks stay."""
+    contexts = tmp_path / "contexts"
+    contexts.mkdir()
+    (contexts / "a.yaml").write_text(
+        "service_id: a.db\nkind: mongo_replication_lag\nconnection: a\n", encoding="utf-8"
+    )
+    mount = tmp_path / "notifiers"
+    (mount / "..2026_12_01_a").mkdir(parents=True)
+    (mount / "..2026_12_01_a" / "notifiers.yaml").write_text(
+        "sinks:\n  - {name: one, type: webhook, url_env: ONE_URL}\n", "utf-8"
+    )
+    (mount / "..data").symlink_to("..2026_12_01_a")
+    notifiers = mount / "notifiers.yaml"
+    notifiers.symlink_to("..data/notifiers.yaml")
+    env = {"ONE_URL": HOOK, "TWO_URL": HOOK + "two"}
+    settings = Settings(
+        contexts=str(contexts), notifiers=str(notifiers), data_dir=str(tmp_path / "data")
+    )
+    engine = Engine(
+        load_contexts(contexts, env).specs,
+        settings,
+        env,
+        notifiers=load_notifiers(notifiers, env).notifiers,
+    )
+    notifier = Notifier(engine)
+    await notifier.start()
+    reloader = Reloader(engine)
+    outcomes: list[ReloadOutcome | None] = []
+    reload_if_changed = reloader.reload_if_changed
+
+    async def recorded(trigger: str) -> ReloadOutcome | None:
+        outcome = await reload_if_changed(trigger)
+        outcomes.append(outcome)
+        return outcome
+
+    reloader.reload_if_changed = recorded  # type: ignore[method-assign]
+
+    async def settled(count: int) -> None:
+        for _ in range(100):
+            if len(outcomes) >= count:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{count} reload(s) expected, {len(outcomes)} happened")
+
+    try:
+        async with reload_triggers(reloader, 0.1):
+            # A ConfigMap update: a new hidden folder, then `..data` re-pointed at it.
+            (mount / "..2026_12_01_b").mkdir()
+            (mount / "..2026_12_01_b" / "notifiers.yaml").write_text(
+                "sinks:\n  - {name: one, type: webhook, url_env: ONE_URL}\n"
+                "  - {name: two, type: slack, url_env: TWO_URL}\n",
+                "utf-8",
+            )
+            (mount / "..data_tmp").symlink_to("..2026_12_01_b")
+            (mount / "..data_tmp").rename(mount / "..data")
+            await settled(1)
+            assert outcomes[0] is not None and outcomes[0].ok
+            assert outcomes[0].trigger == NOTIFIERS_TRIGGER
+            assert [row.name for row in notifier.health()] == ["one", "two"]
+            os.utime(notifiers)  # the same content: looked at, not reloaded
+            await settled(2)
+            assert outcomes[1] is None
+            (mount / "..2026_12_01_b" / "notifiers.yaml").write_text(
+                "sinks:\n  - {name: one, type: teams, url_env: ONE_URL}\n", "utf-8"
+            )
+            await settled(3)
+            assert outcomes[2] is not None and not outcomes[2].ok
+            assert [row.name for row in notifier.health()] == ["one", "two"]
+    finally:
+        await engine.stop()
+        await notifier.stop()

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import kustomize
 from tests.configmap import CONFIGMAP, context_files, render
 from tests.test_cli_process import (
     DEMO_SERVICE_ID,
@@ -38,6 +39,9 @@ from zeroprobe.simulators.mongo import SimulatedReplicaSet
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "Dockerfile"
 DEPLOY = REPO / "deploy" / "kubernetes"
+#: The StatefulSet overlay (shards and replicas); beside DEPLOY, as kustomize refuses an overlay
+#: inside the folder of its base.
+OVERLAY = REPO / "deploy" / "kubernetes-statefulset"
 # Tools of the environment running the tests (the project's .venv, dev extras).
 BIN = Path(sys.executable).parent
 #: The newest Kubernetes release whose schemas the installed kubernetes-validate ships.
@@ -155,6 +159,12 @@ def test_dockerfile_builds_a_wheel_then_runs_it_unprivileged(stages: list[Stage]
     env = env_of(runtime)
     assert env["ZEROPROBE_CONTEXTS"] == "/etc/zeroprobe/contexts"
     assert env["ZEROPROBE_HOST"] == "0.0.0.0"
+    # The outbox's folder exists and belongs to the user the image runs as.
+    data_dir = env["ZEROPROBE_DATA_DIR"]
+    assert any(
+        f"install -d -o {user.split(':')[0]}" in run and run.endswith(data_dir)
+        for run in runtime.all("RUN")
+    )
     assert runtime.one("EXPOSE") == env["ZEROPROBE_PORT"] == "8080"
     assert "contexts/ /etc/zeroprobe/contexts/" in runtime.all("COPY")
     assert json.loads(runtime.one("ENTRYPOINT")) == ["zeroprobe"]
@@ -258,6 +268,130 @@ def test_deployment_probes_mounts_and_security(stages: list[Stage]) -> None:
     assert str(port["containerPort"]) == runtime_env["ZEROPROBE_PORT"]
     service_port = manifest("service.yaml")["spec"]["ports"][0]
     assert service_port["targetPort"] == port["name"]
+
+
+# The StatefulSet overlay (docs/scaling.md) ---------------------------------------------------
+
+
+def by_kind_and_name(resources: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    found = {(r["kind"], r["metadata"]["name"]): r for r in resources}
+    assert len(found) == len(resources), "two resources of one kind and name"
+    return found
+
+
+@pytest.fixture(scope="module")
+def overlay() -> dict[tuple[str, str], dict[str, Any]]:
+    return by_kind_and_name(kustomize.build(OVERLAY))
+
+
+def test_statefulset_overlay_builds_valid_manifests_in_strict_mode(
+    tmp_path: Path, overlay: dict[tuple[str, str], dict[str, Any]]
+) -> None:
+    built = tmp_path / "statefulset.yaml"
+    built.write_text(yaml.safe_dump_all(list(overlay.values())), encoding="utf-8")
+
+    validate = (BIN / "kubernetes-validate", "--strict", "--kubernetes-version", KUBERNETES_VERSION)
+    result = run(*validate, built)
+
+    passed = [line for line in result.stdout.splitlines() if " passed for resource " in line]
+    assert len(passed) == len(overlay), result.stdout
+    assert "WARN" not in result.stdout + result.stderr
+    assert sorted(overlay) == [
+        ("ConfigMap", "zeroprobe-contexts"),
+        ("ConfigMap", "zeroprobe-notifiers"),
+        ("PodDisruptionBudget", "zeroprobe"),
+        ("Service", "zeroprobe"),
+        ("Service", "zeroprobe-peers"),
+        ("StatefulSet", "zeroprobe"),
+    ], "no Deployment and no shared outbox volume beside the StatefulSet"
+    for resource in overlay.values():
+        assert resource["metadata"]["labels"]["app.kubernetes.io/part-of"] == "zeroprobe"
+
+
+def test_statefulset_overlay_uses_every_file_of_its_folder() -> None:
+    kustomization = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text(encoding="utf-8"))
+    used = {r for r in kustomization["resources"] if not r.startswith("..")}
+    used |= {p["path"] for p in kustomization["patches"]}
+
+    assert used == {p.name for p in OVERLAY.glob("*.yaml")} - {"kustomization.yaml"}
+    assert "configMapGenerator" not in kustomization, "a generated name would restart the pods"
+
+
+def test_the_python_build_of_the_overlay_is_what_kustomize_builds(
+    overlay: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    if shutil.which("kustomize"):
+        command: tuple[str, ...] = ("kustomize", "build")
+    elif shutil.which("kubectl"):
+        command = ("kubectl", "kustomize")
+    else:
+        pytest.skip("neither kustomize nor kubectl is installed (make test installs neither)")
+
+    result = run(*command, OVERLAY)
+
+    assert by_kind_and_name(list(yaml.safe_load_all(result.stdout))) == overlay
+
+
+def test_statefulset_runs_the_deployments_pod_as_shards_and_replicas(
+    overlay: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    statefulset = overlay[("StatefulSet", "zeroprobe")]
+    deployment = by_kind_and_name(kustomize.build(DEPLOY))[("Deployment", "zeroprobe")]
+    pod, base_pod = statefulset["spec"]["template"]["spec"], deployment["spec"]["template"]["spec"]
+    (container,), (base_container,) = pod["containers"], base_pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+
+    # The Deployment's pod, unchanged but for the topology and the volume per pod.
+    assert statefulset["spec"]["template"]["metadata"] == deployment["spec"]["template"]["metadata"]
+    for key in base_pod.keys() - {"containers", "volumes"}:
+        assert pod[key] == base_pod[key], key
+    for key in base_container.keys() - {"env"}:
+        assert container[key] == base_container[key], key
+    assert [e for e in base_container["env"] if env.get(e["name"]) != e] == []
+    assert pod["volumes"] == [v for v in base_pod["volumes"] if v["name"] != "data"]
+    (claim,) = statefulset["spec"]["volumeClaimTemplates"]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == claim["metadata"]["name"]]
+    assert mount["mountPath"] == env["ZEROPROBE_DATA_DIR"]["value"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+    # S × R pods, each knowing its index and how to reach its peers.
+    shards, replicas = (
+        int(env["ZEROPROBE_SHARDS"]["value"]),
+        int(env["ZEROPROBE_REPLICAS"]["value"]),
+    )
+    assert statefulset["spec"]["replicas"] == shards * replicas
+    text = (OVERLAY / "statefulset.yaml").read_text(encoding="utf-8")
+    assert "Must equal ZEROPROBE_SHARDS × ZEROPROBE_REPLICAS" in text, "the comment"
+    assert env["ZEROPROBE_POD_INDEX"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.labels['apps.kubernetes.io/pod-index']"}
+    }
+    peers = overlay[("Service", statefulset["spec"]["serviceName"])]
+    (port,) = container["ports"]
+    host = f"{statefulset['metadata']['name']}-{{index}}.{peers['metadata']['name']}."
+    assert env["ZEROPROBE_PEER_URL"]["value"].startswith(f"http://{host}")
+    assert env["ZEROPROBE_PEER_URL"]["value"].endswith(f".svc:{port['containerPort']}")
+    namespace = env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert namespace == "metadata.namespace", "$(POD_NAMESPACE) of the peer URL"
+    assert "ZEROPROBE_PEERS" not in env, "the template or the list, not both"
+
+    # Peers find each other before they are ready; clients reach ready pods only.
+    pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert peers["spec"]["clusterIP"] == "None"
+    assert peers["spec"]["publishNotReadyAddresses"] is True
+    assert peers["spec"]["selector"] == pod_labels
+    assert peers["spec"]["ports"][0]["targetPort"] == port["name"]
+    client = overlay[("Service", "zeroprobe")]
+    assert client["spec"]["selector"] == pod_labels, "the monitoring system's one URL"
+    assert "publishNotReadyAddresses" not in client["spec"]
+
+    # One pod at a time out, replicas spread over nodes.
+    budget = overlay[("PodDisruptionBudget", "zeroprobe")]["spec"]
+    assert budget["maxUnavailable"] == 1
+    assert budget["selector"]["matchLabels"] == pod_labels
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["labelSelector"]["matchLabels"] == pod_labels
+    assert statefulset["spec"]["updateStrategy"] == {"type": "RollingUpdate"}
 
 
 # What the image would run -------------------------------------------------------------------

@@ -30,7 +30,7 @@ import pytest
 from aiohttp import web
 
 from probes.base import Kind
-from probes.redact import RedactingFilter, Redactor
+from probes.redact import MEMO_ENTRIES, RedactingFilter, Redactor
 from schemas.context_spec import MongoReplicationLagSpec
 from schemas.grading import Grade
 from tests.hostile_servers import HostileServer, answers_http, self_signed_tls
@@ -618,3 +618,27 @@ def test_an_unescaped_password_and_a_token_with_a_newline_are_known_whole() -> N
     redact = Redactor([f"mongodb://monitor:{pw}@db1.example.invalid:27017/?x=1", f"{tok.value}\n"])
 
     assert redact(f"auth failed for {pw}; token {tok.value}.") == "auth failed for ***; token ***."
+
+
+def test_a_text_scrubbed_before_a_secret_was_learned_is_scrubbed_again_after() -> None:
+    """The scrubber remembers texts it scrubbed; learning a secret forgets them."""
+    token = "late-" + secrets.token_hex(8)
+    text = f"- the target said: no such user {token}"
+    redact = Redactor()
+
+    assert redact(text) == text
+    assert redact(text) == text  # remembered
+    redact.add(token)
+
+    assert token not in redact(text)
+    assert redact(text) == "- the target said: no such user ***"
+
+
+def test_remembered_texts_are_bounded_and_still_scrubbed() -> None:
+    token = "tok-" + secrets.token_hex(8)
+    redact = Redactor([token])
+    texts = [f"line {i} {token}" for i in range(5000)] + [f"long {token} " + "x" * 5000]
+
+    for _ in range(2):
+        assert all(token not in redact(text) for text in texts)
+        assert len(redact._memo) <= MEMO_ENTRIES

@@ -3,9 +3,10 @@ of every shard's replica set and the config servers'.
 
 Runs `replSetGetStatus` and `replSetGetConfig` through PyMongo's asyncio client and joins
 their members by `_id` (`replica_set`); reads the oplog window on the primary (`oplog`);
-remembers the primary and term between runs (`elections`); discovers the shards of a
-sharded cluster (`sharded`). Measuring and grading are pure functions of the replies, so
-recorded replies test them without a server.
+remembers the primary and term between runs (`elections`), and what need not be asked again
+(the config until the status names another, the oplog window while it may stand); discovers
+the shards of a sharded cluster (`sharded`). Measuring and grading are pure functions of the
+replies, so recorded replies test them without a server.
 """
 
 from __future__ import annotations

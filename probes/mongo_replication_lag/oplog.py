@@ -5,6 +5,10 @@ so lag is graded against the window too (check_mongodb's way: a share of the win
 the headroom (window - lag, Metricbeat's way) is exported. The window is read as mongosh's
 `rs.printReplicationInfo()` reads it: the first and the last entry of `local.oplog.rs` in
 `$natural` order, one `find` each with limit 1, on the primary only.
+
+A reading is used again for a while rather than read every run (`reusable`): the window is
+hours to days long and moves slowly, while what is graded against it, how far each secondary
+is behind, is measured afresh every run.
 """
 
 from __future__ import annotations
@@ -32,6 +36,12 @@ PRIVILEGE_MISSING = (
     "not authorized to read local.oplog.rs: the user needs clusterMonitor and read on the "
     "local database (Unauthorized, code 13)"
 )
+
+
+#: A reading is used again until it is this share of its window old, and at most
+#: `REUSE_MAX_S`: a window of 26h is read every 10 minutes, one of 2h every 72 s.
+REUSE_SHARE = 0.01
+REUSE_MAX_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +88,25 @@ async def read_oplog_window(
             primary, problem=f"an entry of {OPLOG_NAMESPACE} on {primary} has no time (ts, wall)"
         )
     return OplogReading(primary, window_s=max(0, last_ms - first_ms) / 1000)
+
+
+def reusable(
+    reading: OplogReading, age_s: float, behind: Sequence[tuple[str, int]], bands: Thresholds
+) -> bool:
+    """Whether a window read `age_s` ago may stand for this run's, given the secondaries
+    `behind` now (name, ms behind the primary, delay included).
+
+    Why the grade stays right: the window only shrinks when the oplog is written faster than
+    it was over the whole window; to halve within 1 % of its length, writes must run at about
+    50 times their average rate (a burst that makes the secondaries lag: graded every run).
+    So a reading is used again only while every secondary is far enough from `bands.yellow`
+    that a window halved since would still grade GREEN; nearer, the window is read every run.
+    A failed read is retried every run.
+    """
+    window_s = reading.window_s
+    if window_s is None or not 0 <= age_s < min(window_s * REUSE_SHARE, REUSE_MAX_S):
+        return False
+    return all(used_share(window_s, ms) * 2 < bands.yellow for _, ms in behind)
 
 
 def map_error(

@@ -9,6 +9,7 @@ from enum import StrEnum
 
 from schemas.durations import parse_duration_s
 from zeroprobe.config.access import AuthConfigError, protected_from_environ, token_from_environ
+from zeroprobe.config.topology import Topology, TopologyError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -62,6 +63,8 @@ class Settings:
     notifiers: str | None = None
     data_dir: str = DEFAULT_DATA_DIR
     external_url: str | None = None
+    # Shards and replicas (topology.py); the default is one process, as without a cluster.
+    topology: Topology = dataclasses.field(default_factory=Topology)
 
     @property
     def page_url(self) -> str:
@@ -123,6 +126,10 @@ class Settings:
             raise SettingsError(
                 f"ZEROPROBE_EXTERNAL_URL: expected an http(s) URL, got {external!r}"
             )
+        try:
+            values["topology"] = Topology.from_environ(environ)
+        except TopologyError as exc:
+            raise SettingsError(str(exc)) from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from zeroprobe.config.loader import load_contexts, spec_files
 from zeroprobe.config.problems import SpecProblem
 from zeroprobe.config.settings import WatchMode
 from zeroprobe.engine.core import Engine, ReloadSummary
-from zeroprobe.engine.watch import ContextsWatcher, Listing, look
+from zeroprobe.engine.watch import SETTLE_S, ContextsWatcher, Listing, look
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,28 @@ def fingerprint(folder: Path) -> str:
             continue
         digest.update(hashlib.sha256(content).digest())
     return digest.hexdigest()
+
+
+def file_stat(path: Path | None) -> tuple[int, ...] | None:
+    """One file's stat data through symlinks (a ConfigMap's `..data` swap changes the inode),
+    or the error number when it cannot be read; None when there is no file to watch."""
+    if path is None:
+        return None
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return (exc.errno or 0,)
+    return (info.st_ino, info.st_dev, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+
+def file_digest(path: Path | None) -> str:
+    """A digest of one file's content ("" for no file; the error for an unreadable one)."""
+    if path is None:
+        return ""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        return f"unreadable: {exc.errno}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +118,11 @@ class Reloader:
         #: first, and reloads when the second differs.
         self.listing: Listing = look(self.folder, resolve=True)
         self.seen = fingerprint(self.folder)
+        #: The notifiers file, reloaded with the specs: its stat data and content as last read.
+        notifiers = engine.settings.notifiers
+        self.notifiers_path = Path(notifiers) if notifiers else None
+        self.notifiers_stat = file_stat(self.notifiers_path)
+        self.notifiers_seen = file_digest(self.notifiers_path)
 
     async def reload(self, trigger: str) -> ReloadOutcome:
         """Re-read every spec; apply the set when it is valid, keep the old one otherwise."""
@@ -113,9 +141,11 @@ class Reloader:
         """Record the folder's stat data and fingerprint; True when the fingerprint changed.
         Stat data first: a change made meanwhile shows as a change of them at the next look."""
         self.listing = await asyncio.to_thread(look, self.folder, True)
+        self.notifiers_stat = await asyncio.to_thread(file_stat, self.notifiers_path)
         seen = await asyncio.to_thread(fingerprint, self.folder)
-        changed = seen != self.seen
-        self.seen = seen
+        notifiers_seen = await asyncio.to_thread(file_digest, self.notifiers_path)
+        changed = (seen, notifiers_seen) != (self.seen, self.notifiers_seen)
+        self.seen, self.notifiers_seen = seen, notifiers_seen
         return changed
 
     async def _load(self, trigger: str) -> ReloadOutcome:
@@ -187,13 +217,51 @@ async def reload_triggers(
     watcher = ContextsWatcher(reloader, poll_s, watch) if poll_s > 0 else None
     if watcher is not None:
         watcher.start()
+    notifiers_watch = None
+    if poll_s > 0 and reloader.notifiers_path is not None:
+        notifiers_watch = loop.create_task(watch_notifiers_file(reloader, poll_s))
     try:
         yield
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
+        if notifiers_watch is not None:
+            notifiers_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await notifiers_watch
         if watcher is not None:
             await watcher.stop()
         await reloader.close()
+
+
+NOTIFIERS_TRIGGER = "notifiers file changed"
+
+
+async def watch_notifiers_file(reloader: Reloader, poll_s: float) -> None:
+    """Reload when the notifiers file changes: its stat data polled every `poll_s`.
+
+    One file, one `stat` a poll: too cheap to be worth change notification, and it works the
+    same on every file system and through a ConfigMap's symlinks (which may sit in another
+    folder than the contexts). A change is applied once two looks SETTLE_S apart agree, and
+    only if the content differs from the last read (the reload compares it)."""
+    path = reloader.notifiers_path
+    settle_s = min(SETTLE_S, poll_s)
+    while True:
+        await asyncio.sleep(poll_s)
+        current = await asyncio.to_thread(file_stat, path)
+        if current == reloader.notifiers_stat:
+            continue
+        try:
+            while True:
+                await asyncio.sleep(settle_s)
+                settled = await asyncio.to_thread(file_stat, path)
+                if settled == current:
+                    break
+                current = settled
+            await asyncio.wait([reloader.request_if_changed(NOTIFIERS_TRIGGER)])
+        except Exception:
+            log.exception("watching %s for changes failed", path)
+        # Even when the content did not change (a touch): this stat data is now the known one.
+        reloader.notifiers_stat = current
 
 
 RELOADER = web.AppKey("reloader", Reloader)

@@ -9,11 +9,13 @@ once for all its runs. This is what keeps a probe with 60 runs of history under 
 
 from __future__ import annotations
 
+import base64
 import re
 import struct
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from schemas.grading import Grade, Line, worst
 from zeroprobe.engine.document import action_body, render_document
@@ -243,6 +245,55 @@ class _Track:
                 parts[2 * int(index) + 1] = number
         return "".join(parts)
 
+    def snapshot(self) -> dict[str, Any]:
+        """The track as JSON-ready data, packed as it is kept (warm start, web/cluster.py):
+        the runs' bytes in base64, the body texts (deltas as ASCII), the newest result."""
+        assert self.newest is not None
+        return {
+            "newest": _result_json(self.newest),
+            "runs": base64.b64encode(self.runs).decode("ascii"),
+            "wide": self.record is _WIDE_RUN,
+            "base_ms": self.base_ms,
+            "bodies": [
+                {"delta": entry.decode("ascii")} if isinstance(entry, bytes) else entry
+                for entry in self.bodies
+            ],
+            "reference": self.reference,
+            "last_success_ms": self.last_success_ms,
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any], history_size: int) -> _Track:
+        """The track of `snapshot()`; ValueError (KeyError, TypeError) when `data` is not one.
+        Its runs are not counted as this pod's runs (the outcome counters start at zero)."""
+        track = cls()
+        track.newest = _result_from_json(data["newest"])
+        track.record = _WIDE_RUN if data["wide"] else _RUN
+        track.base_ms = int(data["base_ms"])
+        track.runs = bytearray(base64.b64decode(str(data["runs"]), validate=True))
+        reference = data["reference"]
+        track.reference = str(reference) if reference is not None else None
+        track.bodies = [
+            entry["delta"].encode("ascii") if isinstance(entry, dict) else entry
+            for entry in data["bodies"]
+        ]
+        size = track.record.size
+        if len(track.runs) % size or len(track.runs) > history_size * size or not track.runs:
+            raise ValueError("runs: not a whole number of records within the history size")
+        if not all(entry is None or isinstance(entry, str | bytes) for entry in track.bodies):
+            raise ValueError("bodies: not texts")
+        for code in track.runs[size - 2 :: size]:
+            if code & 3 > 2 or code >> 2 >= len(OUTCOMES):
+                raise ValueError("runs: not a grade and outcome")
+        for slot in track.runs[size - 1 :: size]:
+            if slot >= len(track.bodies) or track.bodies[slot] is None:
+                raise ValueError("runs: a body that is not there")
+        for entry in track.bodies:
+            track._decode(entry)  # a delta without its reference fails here
+        last = data["last_success_ms"]
+        track.last_success_ms = int(last) if last is not None else None
+        return track
+
     def history(self) -> list[HistoryRun]:
         offset = self.base_ms if self.record is _RUN else 0
         texts = [self._decode(entry) for entry in self.bodies]
@@ -266,6 +317,13 @@ class ResultStore:
             raise ValueError("history_size must be within 1..255 (a body slot is one byte)")
         self._history_size = history_size
         self._tracks: dict[str, _Track] = {}
+        # Ids whose newest result or counters changed since /metrics last looked (metrics.py
+        # renders their series again, once per change); a set add is all a `put` pays.
+        self._changed: set[str] = set()
+        # Results of ids another shard owns, kept until a time (epoch ms): what a pod received
+        # by warm start during a reshard (zeroprobe/web/cluster.py). Never served by the fast
+        # path (`newest`), only when the owners do not answer.
+        self._grace: dict[str, tuple[_Track, int]] = {}
 
     def track(self, service_ids: Iterable[str]) -> None:
         """Make the store know exactly these ids (results of others are dropped)."""
@@ -273,6 +331,10 @@ class ResultStore:
         for service_id in list(self._tracks):
             if service_id not in wanted:
                 del self._tracks[service_id]
+                self._changed.add(service_id)
+        for service_id in list(self._grace):
+            if service_id not in wanted:
+                del self._grace[service_id]
         for service_id in wanted:
             if service_id not in self._tracks:
                 self._tracks[service_id] = _Track()
@@ -282,6 +344,8 @@ class ResultStore:
         for service_id in service_ids:
             if service_id in self._tracks:
                 self._tracks[service_id] = _Track()
+                self._changed.add(service_id)
+            self._grace.pop(service_id, None)
 
     def knows(self, service_id: str) -> bool:
         """True for a tracked id, with or without a result yet."""
@@ -292,6 +356,7 @@ class ResultStore:
         track = self._tracks.get(result.service_id)
         if track is not None:
             track.add(result, self._history_size)
+            self._changed.add(result.service_id)
 
     def newest(self, service_id: str) -> Result | None:
         """The newest result, or None before the first run finished."""
@@ -307,6 +372,66 @@ class ResultStore:
         """Every tracked id, sorted."""
         return sorted(self._tracks)
 
+    # Warm start and reshard grace (zeroprobe/web/cluster.py) ---------------------------------
+
+    def snapshots(self, now_ms: int, wanted: Callable[[str], bool]) -> list[dict[str, Any]]:
+        """Every result this pod holds of the ids `wanted` selects, its own and those kept for
+        other shards' ids (expired ones are forgotten), as `_Track.snapshot` data."""
+        self.forget_expired(now_ms)
+        own = {sid: t for sid, t in self._tracks.items() if t.newest is not None and wanted(sid)}
+        kept = [
+            track
+            for sid, (track, _) in self._grace.items()
+            if sid not in own and track.newest is not None and wanted(sid)
+        ]
+        return [track.snapshot() for track in [*own.values(), *kept]]
+
+    def restore(self, snapshot: Mapping[str, Any], *, grace_until_ms: int | None = None) -> bool:
+        """Take another pod's result and history of a tracked id (a `snapshots` item): as this
+        pod's own (its first round is then done for the id), or, with `grace_until_ms`, as a
+        result kept for an id another shard owns until then. An id with a result of its own
+        keeps it. True when taken; ValueError (KeyError, TypeError) for data that is not a
+        snapshot."""
+        track = _Track.from_snapshot(snapshot, self._history_size)
+        assert track.newest is not None
+        service_id = track.newest.service_id
+        if service_id not in self._tracks:
+            return False
+        if grace_until_ms is None:
+            if self._tracks[service_id].newest is not None:
+                return False
+            self._tracks[service_id] = track
+            self._changed.add(service_id)
+            return True
+        held = self._grace.get(service_id)
+        before = held[0].newest if held is not None else None
+        if before is not None and before.collected_at_ms >= track.newest.collected_at_ms:
+            return False
+        self._grace[service_id] = (track, grace_until_ms)
+        return True
+
+    def unpack(self, snapshot: Mapping[str, Any]) -> tuple[Result, list[HistoryRun]]:
+        """The newest result and the history of a snapshot (ValueError when it is not one)."""
+        track = _Track.from_snapshot(snapshot, self._history_size)
+        assert track.newest is not None
+        return track.newest, track.history()
+
+    def grace_newest(self, service_id: str, now_ms: int) -> Result | None:
+        """The result kept for an id another shard owns, None when none or expired."""
+        held = self._grace.get(service_id)
+        if held is None:
+            return None
+        if held[1] < now_ms:
+            del self._grace[service_id]
+            return None
+        return held[0].newest
+
+    def forget_expired(self, now_ms: int) -> None:
+        """Drop the kept results whose grace window has ended."""
+        for service_id, (_, until_ms) in list(self._grace.items()):
+            if until_ms < now_ms:
+                del self._grace[service_id]
+
     def series(self) -> Iterator[tuple[Result, tuple[int, int, int], int | None]]:
         """Per id with a result: the newest result, runs by outcome (OUTCOMES order) and the
         time of the newest run that measured its target (ms), for the metrics collector."""
@@ -315,3 +440,70 @@ class ResultStore:
             if track.newest is not None:
                 counts = (track.successes, track.errors, track.timeouts)
                 yield track.newest, counts, track.last_success_ms
+
+    def take_changed(self) -> set[str]:
+        """The ids put, reset, restored or dropped since the previous call (on the event loop)."""
+        changed, self._changed = self._changed, set()
+        return changed
+
+    def series_of(self, service_id: str) -> tuple[Result, tuple[int, int, int], int | None] | None:
+        """What `series` yields for one id, or None (untracked, or no result yet)."""
+        track = self._tracks.get(service_id)
+        if track is None or track.newest is None:
+            return None
+        return track.newest, (track.successes, track.errors, track.timeouts), track.last_success_ms
+
+
+def _result_json(result: Result) -> dict[str, Any]:
+    odd = result.odd_lines
+    return {
+        "service_id": result.service_id,
+        "kind": result.kind,
+        "grade": result.grade.value,
+        "action_body": result.action_body,
+        "line_grades": result.line_grades,
+        "collected_at_ms": result.collected_at_ms,
+        "duration_s": result.duration_s,
+        "outcome": result.outcome,
+        "reached_target": result.reached_target,
+        "document": result.document.decode("utf-8"),
+        "pending": result.pending.value if result.pending is not None else None,
+        "agree": result.agree,
+        "odd_lines": (
+            [[line.text, line.grade.value if line.grade else None] for line in odd]
+            if odd is not None
+            else None
+        ),
+    }
+
+
+def _result_from_json(data: Mapping[str, Any]) -> Result:
+    odd = data["odd_lines"]
+    outcome = str(data["outcome"])
+    if outcome not in _OUTCOME_CODE:
+        raise ValueError(f"outcome: {outcome!r}")
+    line_grades = str(data["line_grades"])
+    if any(letter not in _BY_LETTER for letter in line_grades):
+        raise ValueError("line_grades: not grade letters")
+    body = str(data["action_body"])
+    if odd is None and line_grades and len(body.split("\n")) != len(line_grades):
+        raise ValueError("line_grades: not one per line")
+    return Result(
+        service_id=str(data["service_id"]),
+        kind=str(data["kind"]),
+        grade=Grade(data["grade"]),
+        action_body=body,
+        line_grades=sys.intern(line_grades),
+        collected_at_ms=int(data["collected_at_ms"]),
+        duration_s=float(data["duration_s"]),
+        outcome=outcome,
+        reached_target=bool(data["reached_target"]),
+        document=str(data["document"]).encode("utf-8"),
+        pending=Grade(data["pending"]) if data["pending"] is not None else None,
+        agree=int(data["agree"]),
+        odd_lines=(
+            tuple(Line(str(text), Grade(grade) if grade else None) for text, grade in odd)
+            if odd is not None
+            else None
+        ),
+    )

@@ -44,6 +44,10 @@ RESOLVED_RETENTION_S = 15 * 60
 ENDS_AT_FACTOR = 4
 #: Changes within this time after the first are one push (a storm is not 500 POSTs).
 PUSH_DEBOUNCE_S = 0.2
+#: Pushes on change start at least this far apart: a storm whose runs spread over seconds
+#: (a round's starts do) is a few pushes of the whole list, not one every debounce (measured:
+#: 1,000 probes turning RED over 5 s made 26-32 pushes, 3.6-4.6 MB of JSON, with 0.2 s alone).
+MIN_PUSH_GAP_S = 1.0
 #: Most alerts in one POST (Prometheus sends at most 256 per request; ours are larger).
 MAX_ALERTS_PER_POST = 500
 #: Annotation values are cut to this many characters.
@@ -252,12 +256,16 @@ class AlertmanagerPusher:
         resend_s = self.config.resend_interval
         wait_s = 0.0
         failures = 0
+        loop = asyncio.get_running_loop()
+        last_push = -MIN_PUSH_GAP_S
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait_s):
                     await self._wake.wait()
-                await asyncio.sleep(PUSH_DEBOUNCE_S)
+                gap_s = last_push + MIN_PUSH_GAP_S - loop.time()
+                await asyncio.sleep(max(PUSH_DEBOUNCE_S, gap_s))
             self._wake.clear()
+            last_push = loop.time()
             try:
                 delivery = await self.push()
             except asyncio.CancelledError:

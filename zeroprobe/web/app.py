@@ -17,7 +17,6 @@ Fixed paths (/livez, /api/v1/...) are found by their own prefix before "/" is tr
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
@@ -26,13 +25,14 @@ from yarl import URL
 
 from zeroprobe.config.access import OPEN_ENDPOINTS
 from zeroprobe.engine.core import Check, Engine
-from zeroprobe.engine.metrics import METRICS_CONTENT_TYPE
 from zeroprobe.engine.reload import RELOAD_PATH, RELOADER, Reloader, reload_endpoint
 from zeroprobe.notify.notifier import Notifier
 from zeroprobe.web.api import add_api_routes, add_notifications_route
 from zeroprobe.web.auth import TokenGate, gate_for, unauthorized
+from zeroprobe.web.cluster import CLUSTER, Cluster
 from zeroprobe.web.openapi import add_openapi_route
 from zeroprobe.web.page import add_ui_routes
+from zeroprobe.web.scrape import serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +135,21 @@ class NoRoute(web.AbstractResource):
         return json_error(404, "not found")
 
 
+def _small_body_received(request: web.Request) -> bool:
+    """True when the request's body (it has one) has arrived whole, at most MAX_BODY_BYTES.
+
+    Such a body needs no reading: aiohttp's parser has already taken its bytes off the
+    connection (with either framing), so the next request on it parses as usual, and the
+    buffer goes with the request. `total_bytes` counts what a read would return (decoded
+    chunks), which is what `_discard_body` limits too."""
+    payload = request.content
+    return payload.is_eof() and payload.total_bytes <= MAX_BODY_BYTES
+
+
 async def _discard_body(request: web.Request) -> bool:
     """Read and drop the request body; False when it is larger than MAX_BODY_BYTES."""
-    if not request.body_exists:
-        return True  # the usual PUT: nothing to read, no await
+    if not request.body_exists or _small_body_received(request):
+        return True  # nothing left to read: no await
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         return False
     received = 0
@@ -155,8 +166,9 @@ def document_handler(engine: Engine, gate: TokenGate | None) -> Handler:
     """PUT|GET /{service_id}: the newest Zero Problem document of a probe.
 
     The hot path, kept short: the token check and the crash guard are inline rather than
-    wrappers, and the usual request (a known id with a result, no body) awaits nothing. The
-    store tracks exactly the loaded ids (Engine.apply), so a result means a known id."""
+    wrappers, and the usual request (a known id with a result, no body or a small one that
+    has arrived whole) awaits nothing. The store tracks exactly the loaded ids
+    (Engine.apply), so a result means a known id."""
 
     async def service_document(request: web.Request) -> web.StreamResponse:
         """PUT|GET /{service_id}: the newest Zero Problem document of a probe."""
@@ -165,7 +177,7 @@ def document_handler(engine: Engine, gate: TokenGate | None) -> Handler:
                 return unauthorized()
             service_id = request.match_info["service_id"]
             result = engine.store.newest(service_id)
-            if result is None or request.body_exists:
+            if result is None or (request.body_exists and not _small_body_received(request)):
                 return await _document_slow_path(engine, request, service_id)
             return web.Response(body=result.document, content_type="application/json")
         except Exception:
@@ -182,6 +194,11 @@ async def _document_slow_path(
         return json_error(404, f"unknown service id {service_id!r}")
     if not await _discard_body(request):
         return json_error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+    cluster = request.app.get(CLUSTER)
+    if cluster is not None:  # another shard's id, or a reshard under way (web/cluster.py)
+        answer = await cluster.document(request, service_id)
+        if answer is not None:
+            return answer
     result = engine.store.newest(service_id)
     if result is None:
         return json_error(
@@ -200,7 +217,11 @@ def _checks_response(checks: list[Check]) -> web.Response:
 
 async def liveness(request: web.Request) -> web.Response:
     """GET /liveness: the Zero Problem collector contract (targets reached, results fresh)."""
-    return _checks_response(request.app[ENGINE].liveness())
+    checks = request.app[ENGINE].liveness()
+    cluster = request.app.get(CLUSTER)
+    if cluster is not None:  # every shard's ids, from their owners
+        checks = await cluster.liveness(checks)
+    return _checks_response(checks)
 
 
 async def livez(request: web.Request) -> web.Response:
@@ -213,15 +234,9 @@ async def readyz(request: web.Request) -> web.Response:
     return _checks_response(request.app[ENGINE].readiness())
 
 
-async def metrics(request: web.Request) -> web.Response:
-    """GET /metrics: Prometheus text exposition."""
-    # Rendered in a thread: with 10,000 probes it takes about half a second of Python, which
-    # on the event loop would hold up every PUT for that long. In a thread the loop gets
-    # the GIL back every switch interval (5 ms). The store's collector reads a snapshot.
-    body = await asyncio.to_thread(request.app[ENGINE].metrics.render)
-    response = web.Response(body=body)
-    response.headers["Content-Type"] = METRICS_CONTENT_TYPE
-    return response
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """GET /metrics: Prometheus text exposition or OpenMetrics, gzip when accepted."""
+    return await serve_metrics(request, request.app[ENGINE].metrics)
 
 
 HEALTH_HANDLERS: dict[str, Handler] = {
@@ -255,6 +270,11 @@ def create_app(
         # Before the engine's: the first results are compared with the colours last notified,
         # and the last transitions are written after the engine stopped.
         app.cleanup_ctx.append(notifier_lifecycle)
+    cluster = None if engine.topology.single else Cluster(engine)
+    if cluster is not None:
+        app[CLUSTER] = cluster
+        # Before the engine's: the warm start's results are in the store before its first runs.
+        app.cleanup_ctx.append(cluster.lifecycle)
     if start_engine:
 
         async def engine_lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -276,8 +296,8 @@ def create_app(
     # The status page (/, /ui/..., /static/...), its JSON API and the OpenAPI document register
     # plain handlers on a scratch router; each is registered here wrapped.
     scratch = web.UrlDispatcher()
-    add_ui_routes(scratch, engine, notifier)
-    add_api_routes(scratch, engine)
+    add_ui_routes(scratch, engine, notifier, cluster)
+    add_api_routes(scratch, engine, cluster)
     add_notifications_route(scratch, notifier)
     add_openapi_route(scratch)
     for route in scratch.routes():
@@ -289,5 +309,7 @@ def create_app(
     # Service ids cannot contain '/': /-/reload and a probe's path never collide.
     app[RELOADER] = Reloader(engine)
     router.add_post(RELOAD_PATH, wrapped(reload_endpoint))
+    if cluster is not None:
+        cluster.add_routes(router, wrapped)
     router.register_resource(NoRoute(router))
     return app

@@ -25,7 +25,15 @@ from zeroprobe.engine.core import Engine
 from zeroprobe.engine.runner import now_ms
 from zeroprobe.engine.store import HISTORY_SIZE
 from zeroprobe.notify.notifier import Notifier
-from zeroprobe.web.api import RESULTS_PATH, UI_PATH, all_results, is_problem, probe_result
+from zeroprobe.web.api import (
+    NOTIFICATIONS_PATH,
+    RESULTS_PATH,
+    UI_PATH,
+    all_results,
+    is_problem,
+    probe_result,
+)
+from zeroprobe.web.cluster import Cluster
 from zeroprobe.web.markup import Child, Html, h, join, render_inline, render_markdown
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -314,9 +322,12 @@ def html_response(body: Html, status: int = 200) -> web.Response:
 class StatusPages:
     """Handlers of /, /ui/{service_id} and /static/*."""
 
-    def __init__(self, engine: Engine, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self, engine: Engine, notifier: Notifier | None = None, cluster: Cluster | None = None
+    ) -> None:
         self._engine = engine
         self._notifier = notifier
+        self._cluster = cluster
         self._static = load_static_files()
         self._version = static_version(self._static)
 
@@ -331,7 +342,9 @@ class StatusPages:
 
     async def index(self, request: web.Request) -> web.Response:
         """GET /: every probe, worst first; `?only=problems` filters, `?refresh=S` paces."""
-        data = all_results(self._engine)
+        # With a cluster, the other shards' probes too (web/cluster.py).
+        remote = await self._cluster.remote() if self._cluster is not None else None
+        data = all_results(self._engine, remote)
         problems_only = request.query.get("only") == "problems"
         refresh_s = refresh_seconds(request.query)
         probes = data.results
@@ -406,9 +419,12 @@ class StatusPages:
         refresh_s = refresh_seconds(request.query)
         if not self._engine.knows(service_id):
             return self._not_found(service_id, refresh_s)
+        remote = None
+        if self._cluster is not None and self._engine.store.newest(service_id) is None:
+            remote = await self._cluster.remote(service_id)
         at_ms = now_ms()
         context = self._engine.contexts[service_id]
-        probe = probe_result(self._engine, service_id, at_ms)
+        probe = probe_result(self._engine, service_id, at_ms, remote)
         header = h(
             "header",
             {"class": "top"},
@@ -570,7 +586,8 @@ def notifications_section(notifier: Notifier | None, at_ms: int) -> Html | None:
     ]
     return h(
         "section",
-        {"class": "notifications", "id": "notifications"},
+        # The page's script refreshes the section from the API (app.js renderSinks).
+        {"class": "notifications", "id": "notifications", "data-source": NOTIFICATIONS_PATH},
         h("h2", None, "Notifications"),
         h("p", {"class": "muted"}, storage),
         h("ul", {"class": "sinks"}, items) if items else h("p", None, "No sinks configured."),
@@ -578,10 +595,13 @@ def notifications_section(notifier: Notifier | None, at_ms: int) -> Html | None:
 
 
 def add_ui_routes(
-    router: web.UrlDispatcher, engine: Engine, notifier: Notifier | None = None
+    router: web.UrlDispatcher,
+    engine: Engine,
+    notifier: Notifier | None = None,
+    cluster: Cluster | None = None,
 ) -> None:
     """Register the status page and its static files (app.create_app wraps each handler)."""
-    pages = StatusPages(engine, notifier)
+    pages = StatusPages(engine, notifier, cluster)
     router.add_get("/", pages.index)
     router.add_get(UI_PATH + "/{service_id}", pages.detail)
     for name in STATIC_FILES:

@@ -255,9 +255,11 @@ async def serve(
             # the collector's sight, a full collection no longer walks them (it stopped the
             # loop for up to 59 ms with 1,000 specs; docs/reliability.md).
             gc.freeze()
-            # /metrics renders in a thread (app.py), and a PUT arriving meanwhile waits for
-            # GIL hand-overs: at 10,000 probes PUT p99 23 ms with the default 5 ms switch
-            # interval, 7 ms with 1 ms (`python -m bench.metrics_scrape thread 0.001`).
+            # A /metrics scrape joins and compresses in a thread (web/scrape.py), and a PUT
+            # arriving meanwhile waits for GIL hand-overs. Kept after the scrape became
+            # cheap: at 10,000 probes, PUT p99 during back-to-back Prometheus scrapes was
+            # lower with 1 ms than with the default 5 ms, and far lower than building the
+            # body on the event loop (`python -m bench.metrics_scrape`, docs/benchmarks.md).
             sys.setswitchinterval(METRICS_THREAD_SWITCH_INTERVAL_S)
             log.info(
                 "serving on %s (request read timeout %s s, keep-alive %s s, open files %d)",

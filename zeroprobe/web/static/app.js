@@ -241,6 +241,51 @@
     banner.hidden = false;
   }
 
+  // The Notifications section of the index page: mirrors notifications_section in page.py.
+  function renderSinks(data, atMs) {
+    const section = document.getElementById("notifications");
+    if (!section) return;
+    const storage = data.outbox === "disk"
+      ? "outbox on disk"
+      : data.outbox_problem ? `outbox in memory only: ${data.outbox_problem}` : "outbox in memory only";
+    const items = data.sinks.map((row) => {
+      const meta = [
+        row.pending ? `${row.pending} waiting` : "nothing waiting",
+        row.oldest_age_s ? `oldest ${formatAge(row.oldest_age_s)}` : "",
+        row.last_ok_ms
+          ? `last delivered ${formatAge((atMs - row.last_ok_ms) / 1000)} ago`
+          : "nothing delivered yet",
+        row.failed ? `${row.failed} refused` : "",
+        row.dropped ? `${row.dropped} dropped` : "",
+      ].filter(Boolean).join(" · ");
+      return el(
+        "li",
+        { class: `sink sink-${row.state.replace(/ /g, "-")}`, "data-sink": row.name },
+        el("span", { class: "sink-state" }, row.state),
+        " ",
+        el("strong", { class: "sink-name" }, row.name),
+        ` (${row.type})`,
+        el("span", { class: "sink-meta" }, meta),
+        row.detail ? el("span", { class: "sink-detail" }, row.detail) : null,
+      );
+    });
+    section.replaceChildren(
+      el("h2", null, "Notifications"),
+      el("p", { class: "muted" }, storage),
+      items.length ? el("ul", { class: "sinks" }, items) : el("p", null, "No sinks configured."),
+    );
+  }
+
+  async function fetchJson(url) {
+    const response = await fetch(url, {
+      cache: "no-store",
+      headers: { Accept: "application/json" },
+      signal: AbortSignal.timeout(Math.min(refreshMs, 10000)),
+    });
+    if (!response.ok) throw new Error(`it answered HTTP ${response.status}`);
+    return response.json();
+  }
+
   async function refresh() {
     try {
       const response = await fetch(source, {
@@ -260,6 +305,8 @@
       if (updated) updated.textContent = localTime(data.now_ms);
       failingSinceMs = null;
       showContact(null);
+      const sinks = document.getElementById("notifications");
+      if (sinks && sinks.dataset.source) renderSinks(await fetchJson(sinks.dataset.source), data.now_ms);
       body.dataset.refreshedAt = String(data.now_ms); // tests wait for this
     } catch (error) {
       if (failingSinceMs === null) failingSinceMs = Date.now();
