@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from bench import live
 from bench.common import (
     PYTHON,
     ROOT,
@@ -57,11 +58,7 @@ from zeroprobe.config.topology import jump_hash, stable_hash64
 #: Settings left at their defaults whatever this shell says (as bench/live.py does), and the
 #: topology variables, which only the cluster's pods get.
 DEFAULTED = (
-    "ZEROPROBE_CONTEXTS_POLL",
-    "ZEROPROBE_CONTEXTS_WATCH",
-    "ZEROPROBE_LOG_LEVEL",
-    "ZEROPROBE_AUTH_TOKEN",
-    "ZEROPROBE_AUTH_TOKEN_FILE",
+    *live.DEFAULTED,
     "ZEROPROBE_NOTIFIERS",
     "ZEROPROBE_DATA_DIR",
     "ZEROPROBE_SHARDS",

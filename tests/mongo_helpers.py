@@ -8,8 +8,10 @@ import subprocess
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from probes.mongo_replication_lag import elections
 from schemas.grading import Grade
 from tests.conftest import EngineFactory, SpecFactory
 from zeroprobe.engine.core import Engine
@@ -79,3 +81,22 @@ async def promtool_check(exposition: bytes) -> tuple[int, bytes, bytes]:
         check=False,
     )
     return checked.returncode, checked.stdout, checked.stderr
+
+
+class FakeClock:
+    """The clock of the kind's memory (elections, oplog readings), moved by the test."""
+
+    def __init__(self) -> None:
+        self.now_s = 1000.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+@pytest.fixture(name="clock")
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    """`clock`: the kind's clock, replaced by a FakeClock for the test (a module that wants it
+    imports `fake_clock`)."""
+    fake = FakeClock()
+    monkeypatch.setattr(elections, "clock", fake)
+    return fake

@@ -8,13 +8,16 @@ its outbox (a SQLite file under the test's folder) and its send loops are the re
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from schemas.grading import Grade, Line
+from tests.notify_fakes import FakeReceiver
 from tests.status_page_support import Script, scripted
 from zeroprobe.config.notifiers import load_notifiers
 from zeroprobe.config.settings import Settings
@@ -105,3 +108,14 @@ async def eventually(check: Callable[[], bool], timeout_s: float = 10.0) -> None
             return
         await asyncio.sleep(0.02)
     assert check(), "condition not met in time"
+
+
+@pytest.fixture(name="hook")
+def webhook_receiver() -> Iterator[FakeReceiver]:
+    """`hook`: a fake webhook receiver on loopback (a module that wants it imports
+    `webhook_receiver`)."""
+    receiver = FakeReceiver("webhook").start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()

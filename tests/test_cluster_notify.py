@@ -4,15 +4,18 @@ direct sink gets one message (replica 0 sends it), and ids of another shard noti
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest
-
 from schemas.grading import Grade
 from tests.notify_fakes import FakeReceiver
-from tests.notify_support import PAGE_URL, line, write_notifiers
+from tests.notify_support import (
+    PAGE_URL,
+    line,
+    webhook_receiver,  # noqa: F401 - the `hook` fixture
+    write_notifiers,
+)
 from tests.status_page_support import Script, scripted
 from zeroprobe.config.notifiers import load_notifiers
 from zeroprobe.config.settings import Settings
@@ -30,15 +33,6 @@ WEBHOOK = (
     "    timeout: 1s\n"
 )
 PEERS = ("http://127.0.0.1:9", "http://127.0.0.1:9", "http://127.0.0.1:9", "http://127.0.0.1:9")
-
-
-@pytest.fixture
-def hook() -> Iterator[FakeReceiver]:
-    receiver = FakeReceiver("webhook").start()
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
 
 
 @asynccontextmanager

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from probes.mongo_replication_lag import elections
 from probes.mongo_replication_lag import probe as mongo_probe
 from probes.mongo_replication_lag.oplog import REUSE_MAX_S, OplogReading, reusable
 from probes.mongo_replication_lag.probe import config_version
@@ -21,7 +20,9 @@ from tests.conftest import EngineFactory, SpecFactory
 from tests.mongo_helpers import (
     DRIVER_SOCKET_LEAK,
     SERVICE_ID,
+    FakeClock,
     engine_for,
+    fake_clock,  # noqa: F401 - the `clock` fixture
     graded,
     starting,
     texts,
@@ -36,23 +37,6 @@ WINDOW_S = 7200.0
 READING = OplogReading("db1:27017", window_s=WINDOW_S)
 # 1 % of a 2h window: a reading stands 72 s.
 STANDS_S = 72.0
-
-
-class FakeClock:
-    """The clock of the kind's memory (elections, oplog readings), moved by the test."""
-
-    def __init__(self) -> None:
-        self.now_s = 1000.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(elections, "clock", fake)
-    return fake
 
 
 @pytest.fixture

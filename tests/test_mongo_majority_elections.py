@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from probes.mongo_replication_lag import elections
 from probes.mongo_replication_lag.elections import Election, grade_elections, track_elections
 from probes.mongo_replication_lag.replica_set import (
     grade_replica_set,
@@ -27,7 +26,9 @@ from tests.conftest import EngineFactory, SpecFactory, load_fixture
 from tests.mongo_helpers import (
     DRIVER_SOCKET_LEAK,
     SERVICE_ID,
+    FakeClock,
     engine_for,
+    fake_clock,  # noqa: F401 - the `clock` fixture
     graded,
     starting,
     texts,
@@ -447,23 +448,6 @@ def test_election_line(seen: tuple[Election, ...], window_s: float, expected: st
 
 
 # --------------------------------------------------------------------------- over the wire
-
-
-class FakeClock:
-    """The elections' clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now_s = 1000.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(elections, "clock", fake)
-    return fake
 
 
 async def test_an_election_is_yellow_for_the_next_10_minutes(

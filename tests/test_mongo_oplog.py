@@ -13,7 +13,6 @@ import pytest
 from bson import Timestamp
 from bson.datetime_ms import DatetimeMS
 
-from probes.mongo_replication_lag import elections
 from probes.mongo_replication_lag.driver import driver_timeout_s
 from probes.mongo_replication_lag.oplog import (
     REUSE_MAX_S,
@@ -30,7 +29,9 @@ from tests.mongo_helpers import (
     LAG_METRIC,
     SERVICE_ID,
     WINDOW_METRIC,
+    FakeClock,
     engine_for,
+    fake_clock,  # noqa: F401 - the `clock` fixture
     graded,
     series,
     starting,
@@ -43,23 +44,6 @@ pytestmark = pytest.mark.filterwarnings(DRIVER_SOCKET_LEAK)
 G, Y, R = Grade.GREEN, Grade.YELLOW, Grade.RED
 DEFAULT_BANDS = Thresholds(yellow=0.5, red=0.75)
 HEAD = "- oplog window 2h 0m on db1:27017"
-
-
-class FakeClock:
-    """The clock of the kind's memory (elections, oplog readings), moved by the test."""
-
-    def __init__(self) -> None:
-        self.now_s = 1000.0
-
-    def __call__(self) -> float:
-        return self.now_s
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
-    fake = FakeClock()
-    monkeypatch.setattr(elections, "clock", fake)
-    return fake
 
 
 # --------------------------------------------------------------------------- grading

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,11 @@ from pytest_aiohttp import AiohttpClient
 from probes.redact import Redactor
 from schemas.grading import Grade
 from tests.notify_fakes import FakeReceiver, status
-from tests.notify_support import line, write_notifiers
+from tests.notify_support import (
+    line,
+    webhook_receiver,  # noqa: F401 - the `hook` fixture
+    write_notifiers,
+)
 from tests.status_page_support import Script, scripted
 from zeroprobe.config.notifiers import load_notifiers
 from zeroprobe.config.settings import Settings
@@ -27,13 +31,6 @@ from zeroprobe.notify.outbox import DB_NAME, Outbox
 from zeroprobe.web.app import create_app
 
 TOKEN = "T0KEN5ecretPath77"
-
-
-@pytest.fixture
-def hook() -> Iterator[FakeReceiver]:
-    receiver = FakeReceiver("webhook").start()
-    yield receiver
-    receiver.stop()
 
 
 @pytest.fixture

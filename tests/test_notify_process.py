@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 
 from tests.notify_fakes import HANG, FakeReceiver, RoutingAlertmanager, notifications_for, status
+from tests.notify_support import webhook_receiver  # noqa: F401 - the `hook` fixture
 from tests.servers import free_port, http_json
 from zeroprobe.simulators.monitoring import ThreadedApp
 
@@ -52,15 +53,6 @@ def target() -> Iterator[Target]:
         yield t
     finally:
         t.server.stop()
-
-
-@pytest.fixture
-def hook() -> Iterator[FakeReceiver]:
-    receiver = FakeReceiver("webhook").start()
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
 
 
 def write_contexts(folder: Path) -> Path:

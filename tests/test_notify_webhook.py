@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from schemas.grading import Grade
 from tests.notify_fakes import CLOSE, HANG, FakeReceiver, Received, status
-from tests.notify_support import PAGE_URL, eventually, harness
+from tests.notify_support import (
+    PAGE_URL,
+    eventually,
+    harness,
+    webhook_receiver,  # noqa: F401 - the `hook` fixture
+)
 from zeroprobe.notify.delivery import backoff_s, judge, retry_after_s
 
 HOOK_VAR = "ONCALL_HOOK_URL"
@@ -29,15 +33,6 @@ def webhook_yaml(*, coalesce: str = "200ms", extra: str = "", max_age: str = "1h
         "    timeout: 1s\n"
         f"{extra}"
     )
-
-
-@pytest.fixture
-def hook() -> Iterator[FakeReceiver]:
-    receiver = FakeReceiver("webhook").start()
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
 
 
 def count(n: int) -> object:
