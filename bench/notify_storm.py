@@ -393,7 +393,9 @@ def section(tiny: bool) -> str:
         "in the same round (a network drop), in one process with the real runner, notifier, "
         "SQLite outbox, send loops and the app serving `PUT` as `serve` does; a webhook, a "
         "Slack and a Discord sink and an Alertmanager are loopback receivers in another "
-        f'process. Coalescing window: {plan.coalesce_s:g} s (the default). "Last '
+        f"process. Coalescing window: {plan.coalesce_s:g} s (the default). The one setting "
+        "changed: the interval (default 60 s), to shorten the run; a round's starts spread "
+        f'over the same {plan.spread_s:g} s either way, so the storm is the same. "Last '
         "notification\": from the first RED run to the last sink's delivery. `PUT`: wrk, "
         f"{PUT_CONNECTIONS} connections each pausing {PUT_DELAY_MS} ms, for {plan.put_s} s from "
         "the storm's round (its runs, the window, the deliveries), against the same wrk run "
