@@ -146,7 +146,7 @@ def _engine(uri: str, folder: Path) -> Engine:
 async def measure(uri: str, folder: Path, rounds: int, block: int) -> dict[str, Any]:
     engine = _engine(uri, folder)
     (service_id,) = engine.contexts
-    client = engine.mongo.get("bench0")  # created before the recorder is registered
+    client = await engine.mongo.get("bench0")  # created before the recorder is registered
     timeout_s = driver_timeout_s(engine.contexts[service_id].spec.timeout_s)
     elections.clock = CLOCK
     try:

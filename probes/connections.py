@@ -42,13 +42,29 @@ class MongoClients:
         self._clients: dict[str, AsyncMongoClient[dict[str, Any]]] = {}
         # label of the mongos -> shard name -> (URI, client of the shard's replica set)
         self._shards: dict[str, dict[str, tuple[str, AsyncMongoClient[dict[str, Any]]]]] = {}
+        # label -> the client being built for it, shared by the runs that ask meanwhile
+        self._opening: dict[str, asyncio.Task[AsyncMongoClient[dict[str, Any]]]] = {}
 
-    def get(self, label: str) -> AsyncMongoClient[dict[str, Any]]:
+    async def get(self, label: str) -> AsyncMongoClient[dict[str, Any]]:
         """The client of `label`; ProbeConfigError when its variable is unset or invalid."""
         client = self._clients.get(label)
         if client is not None:
             return client
-        client = self._clients[label] = self._open(label, self._uri(label))
+        opening = self._opening.get(label)
+        if opening is None:
+            uri = self._uri(label)
+            opening = asyncio.get_running_loop().create_task(self._open_for(label, uri))
+            self._opening[label] = opening
+        # Shielded: a run cancelled meanwhile does not cancel the build the others wait for.
+        return await asyncio.shield(opening)
+
+    async def _open_for(self, label: str, uri: str) -> AsyncMongoClient[dict[str, Any]]:
+        try:
+            client = await self._open(label, uri)
+        finally:
+            if self._opening.get(label) is asyncio.current_task():
+                del self._opening[label]
+        self._clients[label] = client
         return client
 
     async def shard(
@@ -68,7 +84,12 @@ class MongoClients:
         known = clients.get(shard)
         if known is not None and known[0] == uri:
             return known[1]
-        client = self._open(credentials or label, uri)
+        client = await self._open(credentials or label, uri)
+        raced = clients.get(shard)
+        if raced is not None and raced[0] == uri:
+            # Another run of the same label built it meanwhile; ours never connected.
+            return raced[1]
+        known = raced
         clients[shard] = (uri, client)
         if known is not None:
             await _close_client(f"{label}/{shard}", known[1])
@@ -93,12 +114,14 @@ class MongoClients:
         self._redact.add(uri)
         return uri
 
-    def _open(self, label: str, uri: str) -> AsyncMongoClient[dict[str, Any]]:
+    async def _open(self, label: str, uri: str) -> AsyncMongoClient[dict[str, Any]]:
+        """A new client of `uri`, built in a worker thread: a TLS client loads the system's
+        CA bundle as it is built (about 50 ms of CPU, more on a busy machine), which on the
+        event loop would hold up every request and probe meanwhile. The client binds to the
+        loop only when first used, so building it elsewhere is safe."""
         self._redact.add(uri)
-        lowered = uri.lower()
-        options = {k: v for k, v in _CLIENT_DEFAULTS.items() if f"{k.lower()}=" not in lowered}
         try:
-            return AsyncMongoClient(uri, **options)
+            return await asyncio.to_thread(_build_client, uri)
         except (mongo_errors.PyMongoError, ValueError, TypeError) as exc:
             raise ProbeConfigError(
                 f"connection {label!r}: {connection_env_var(label)} is not a usable MongoDB "
@@ -112,6 +135,7 @@ class MongoClients:
 
     async def close(self) -> None:
         """Close every client; errors on close are logged, not raised."""
+        self._cancel_opening(self._opening)
         for label in list(self._shards):
             await self.retire_shards(label, ())
         clients, self._clients = self._clients, {}
@@ -121,11 +145,25 @@ class MongoClients:
     async def close_label(self, label: str) -> None:
         """Close the client of `label`, if any (its last probe is gone); a later get() opens
         a new one. The client leaves the pool before closing, so no new run picks it up."""
+        self._cancel_opening([label])
         await self.retire_shards(label, ())
         self._shards.pop(label, None)
         client = self._clients.pop(label, None)
         if client is not None:
             await _close_client(label, client)
+
+    def _cancel_opening(self, labels: Collection[str]) -> None:
+        # A client still being built has never connected: dropping it leaves nothing open.
+        for label in list(labels):
+            opening = self._opening.pop(label, None)
+            if opening is not None:
+                opening.cancel()
+
+
+def _build_client(uri: str) -> AsyncMongoClient[dict[str, Any]]:
+    lowered = uri.lower()
+    options = {k: v for k, v in _CLIENT_DEFAULTS.items() if f"{k.lower()}=" not in lowered}
+    return AsyncMongoClient(uri, **options)
 
 
 async def _close_client(label: str, client: AsyncMongoClient[dict[str, Any]]) -> None:

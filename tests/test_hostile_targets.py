@@ -385,7 +385,10 @@ async def test_every_hostile_target_at_once_leaves_the_service_and_a_healthy_pro
     answered = [s for s in statuses if s != 503]  # 503 only until the first result
     assert answered and set(answered) == {200}, statuses
     assert statuses.index(200) == len(statuses) - len(answered)
-    assert max(latencies_s) < 0.5, max(latencies_s)  # sanity bound; p99 is measured in bench/
+    # A request held up by a hung target would wait out its timeout (>= 1 s). The bound
+    # leaves room for a busy machine while the 50 first runs start in the same instant (CI
+    # saw 0.62 s there while MongoDB clients were still built on the loop); p99 is in bench/.
+    assert max(latencies_s) < 0.9, max(latencies_s)
     healthy = engine.store.newest("healthy.mongo")
     assert healthy is not None and healthy.grade is Grade.GREEN, healthy
     for index, target in enumerate(targets):

@@ -158,7 +158,7 @@ async def test_apply_cancels_runs_of_removed_specs_and_closes_clients_no_spec_us
 
     async def holds_a_client(s: SpecBase, ctx: ProbeContext, rec: Recorder) -> None:
         assert isinstance(s, LabelledSpec)
-        rec.clients.append(ctx.mongo.get(s.connection))
+        rec.clients.append(await ctx.mongo.get(s.connection))
         await asyncio.sleep(30)
 
     rec = Recorder()
@@ -169,8 +169,8 @@ async def test_apply_cancels_runs_of_removed_specs_and_closes_clients_no_spec_us
     )
     engines.append(engine)
     await engine.start()
-    await wait_for(lambda: rec.active == 2, timeout_s=2)
-    client_a, client_b = (engine.mongo.get("db1"), engine.mongo.get("db2"))
+    await wait_for(lambda: rec.active == 2 and len(rec.clients) == 2, timeout_s=2)
+    client_a, client_b = (await engine.mongo.get("db1"), await engine.mongo.get("db2"))
 
     started = time.monotonic()
     summary = await engine.apply([engine.contexts["fake.b"]])
@@ -183,7 +183,7 @@ async def test_apply_cancels_runs_of_removed_specs_and_closes_clients_no_spec_us
     assert engine.mongo.open_labels == ["db2"]
     with pytest.raises(mongo_errors.InvalidOperation):
         await client_a.admin.command("ping")
-    assert engine.mongo.get("db2") is client_b, "a client still in use stays open"
+    assert await engine.mongo.get("db2") is client_b, "a client still in use stays open"
 
 
 async def test_ready_instance_stays_ready_when_a_reload_adds_probes(

@@ -257,7 +257,7 @@ async def test_stop_cancels_runs_in_flight_quickly_and_closes_clients(
         port = sock.getsockname()[1]
 
     async def holds_a_client(s: SpecBase, ctx: ProbeContext, rec: Recorder) -> None:
-        rec.clients.append(ctx.mongo.get("db"))
+        rec.clients.append(await ctx.mongo.get("db"))
         await asyncio.sleep(30)
 
     rec = Recorder()
@@ -267,6 +267,7 @@ async def test_stop_cancels_runs_in_flight_quickly_and_closes_clients(
     )
     await started(engines, engine)
     await asyncio.wait_for(rec.started.wait(), timeout=2)
+    await wait_for(lambda: len(rec.clients) == 1, timeout_s=2)
     assert engine.mongo.open_labels == ["db"]
     caplog.clear()
 

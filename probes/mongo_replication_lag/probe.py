@@ -51,7 +51,7 @@ async def probe_mongo_replication_lag(
 ) -> MongoObservation:
     """Measure the replica set behind `spec.connection`, or every shard of the cluster when
     it reaches a mongos."""
-    client = ctx.mongo.get(spec.connection)
+    client = await ctx.mongo.get(spec.connection)
     memory: dict[str, Any] = ctx.memory.setdefault(spec.service_id, {})
     try:
         with pymongo.timeout(driver_timeout_s(spec.timeout_s)):
