@@ -186,7 +186,9 @@ class Cluster:
 
     def env(self, index: int, shards: int, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ZEROPROBE_")}
-        pods = shards * self.replicas
+        # A shrink's rollout still has the removed shards' pods: the peers list names them.
+        previous = int(extra.get("ZEROPROBE_PREVIOUS_SHARDS") or 0)
+        pods = max(shards, previous) * self.replicas
         env.update(
             ZEROPROBE_CONTEXTS=str(self.contexts),
             ZEROPROBE_HOST=LOCALHOST,

@@ -5,16 +5,21 @@ endpoints want the token, another shard's id is a JSON 503 with the reason (neve
 from __future__ import annotations
 
 import json
+import re
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from tests.cluster_support import free_ports
 from tests.served import Served, served
 from zeroprobe.config.topology import Topology
+from zeroprobe.simulators.monitoring import ThreadedApp
 
 TOKEN = "cluster-token-0123456789abcdef"
 OWN = "payments.alerts.critical"  # shard 0 of 2
@@ -102,3 +107,67 @@ def test_results_and_page_mark_the_silent_shards_probes(pod: Served) -> None:
     assert "shard 1 did not answer" in results[OTHERS]["action_body"]
     status, _, page = fetch(f"{pod.url}/")
     assert status == 200 and b"shard 1 did not answer" in page
+
+
+@contextmanager
+def black_hole() -> Iterator[str]:
+    """A port that listens and never accepts: once its backlog is full, a connection attempt
+    waits for its timeout, as towards a node that is gone."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(0)
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        fillers = []
+        try:
+            for _ in range(4):  # fill the accept queue (its length is backlog + 1)
+                filler = socket.socket()
+                filler.setblocking(False)
+                filler.connect_ex(sock.getsockname())
+                fillers.append(filler)
+            yield url
+        finally:
+            for filler in fillers:
+                filler.close()
+
+
+def test_a_replica_that_stopped_answering_is_asked_last(tmp_path: Path) -> None:
+    """Shard 1's replica 0 is a lost node, replica 1 answers: after the first forward finds
+    that out (a retry on the sibling), the lost replica is no longer asked first."""
+    answered: list[str] = []
+
+    def live_app() -> web.Application:
+        async def document(request: web.Request) -> web.Response:
+            answered.append(request.match_info["sid"])
+            return web.json_response({request.match_info["sid"]: {"status": "GREEN"}})
+
+        async def livez(request: web.Request) -> web.Response:
+            return web.json_response({"status": "ok"})
+
+        app = web.Application()
+        app.router.add_get("/livez", livez)
+        app.router.add_route("*", "/{sid}", document)
+        return app
+
+    dead = free_ports(2)
+    with black_hole() as lost, ThreadedApp(live_app) as live:
+        topology = Topology(
+            shards=2,
+            replicas=2,
+            index=0,
+            peers=(*(f"http://127.0.0.1:{port}" for port in dead), lost, live.url),
+        )
+        with served(tmp_path, auth_token=TOKEN, topology=topology) as pod:
+            for _ in range(6):
+                status, _, body = fetch(f"{pod.url}/{OTHERS}", method="PUT")
+                assert status == 200, body
+            metrics = pod.engine.metrics.render().decode()
+    assert answered == [OTHERS] * 6
+    forwarded = {
+        outcome: float(value)
+        for outcome, value in re.findall(
+            r'zeroprobe_forwarded_requests_total\{outcome="(\w+)"\} ([0-9.]+)', metrics
+        )
+    }
+    # Rotation alone would ask the lost replica first every other time (3 retries).
+    assert forwarded.get("retried_ok", 0) <= 1, forwarded
+    assert forwarded.get("ok", 0) >= 5, forwarded

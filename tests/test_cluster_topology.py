@@ -106,6 +106,49 @@ def test_index_from_the_pod_name_or_hostname_and_a_url_template() -> None:
     assert t.url_of(4) == "http://zeroprobe-4.zeroprobe-peers:8080"
 
 
+def test_a_shrink_keeps_the_removed_shards_pods_valid_and_draining() -> None:
+    """3 × 2 pods shrinking to 2 shards: pods 4 and 5 (the removed shard 2) are still valid
+    while the rollout runs, and probe exactly what shard 2 probed before."""
+    env = {
+        "ZEROPROBE_SHARDS": "2",
+        "ZEROPROBE_REPLICAS": "2",
+        "ZEROPROBE_PREVIOUS_SHARDS": "3",
+        "ZEROPROBE_PEERS": ",".join(f"http://p{n}:1" for n in range(6)),
+    }
+    ids = [f"id.{n}" for n in range(300)]
+    pods = [topology(**env, ZEROPROBE_POD_INDEX=str(i)) for i in range(6)]
+    assert [p.draining for p in pods] == [False] * 4 + [True] * 2
+    assert pods[5].siblings() == ["http://p4:1"]
+    assert "draining" in pods[4].describe()
+    for service_id in ids:
+        previous = jump_hash(stable_hash64(service_id), 3)
+        now = jump_hash(stable_hash64(service_id), 2)
+        assert [p.owns(service_id) for p in pods] == [
+            now == 0,
+            now == 0,
+            now == 1,
+            now == 1,
+            previous == 2,
+            previous == 2,
+        ]
+    # Every id of shard 2 moved to shard 0 or 1 (jump hashing moves nothing else).
+    moved = {sid for sid in ids if jump_hash(stable_hash64(sid), 3) == 2}
+    assert 0.2 < len(moved) / len(ids) < 0.45
+    assert all(
+        jump_hash(stable_hash64(sid), 3) == jump_hash(stable_hash64(sid), 2)
+        for sid in set(ids) - moved
+    )
+    # Without the previous S, index 4 is out of range as before; a peers list must name
+    # the draining pods too.
+    with pytest.raises(TopologyError, match=r"^ZEROPROBE_POD_INDEX: .* out of range 0-3"):
+        topology(**{**env, "ZEROPROBE_PREVIOUS_SHARDS": ""}, ZEROPROBE_POD_INDEX="4")
+    short = ",".join(f"http://p{n}:1" for n in range(4))
+    with pytest.raises(
+        TopologyError, match=r"^ZEROPROBE_PEERS: expected 6 URL\(s\) \(ZEROPROBE_PREV"
+    ):
+        topology(**{**env, "ZEROPROBE_PEERS": short}, ZEROPROBE_POD_INDEX="0")
+
+
 @pytest.mark.parametrize(
     ("env", "variable"),
     [
@@ -199,5 +242,5 @@ def test_serve_with_a_bad_topology_exits_2_with_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         "zeroprobe: ZEROPROBE_POD_INDEX: pod index 5 is out of range 0-1 "
-        "(ZEROPROBE_SHARDS × ZEROPROBE_REPLICAS pods)"
+        "(ZEROPROBE_SHARDS × ZEROPROBE_REPLICAS = 2 × 1 pods)"
     ]

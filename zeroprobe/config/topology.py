@@ -17,6 +17,13 @@ Unset, zeroprobe is one process (S = R = 1), exactly as without a cluster.
 - ZEROPROBE_PREVIOUS_SHARDS (optional): the S before a reshard, set by the rollout that changes
   S. While pods disagree about S, a pod that has no result for an id asks the id's previous
   owner too (zeroprobe/web/cluster.py), so no known id answers 503 during the change.
+
+Shrinking (ZEROPROBE_PREVIOUS_SHARDS = P > S): the pods of the shards that go away, index
+S·R … P·R−1, stay valid while the rollout runs. Such a pod is *draining*: it keeps probing
+the ids its shard owned under P (they are still its own), answers for them, and the pods
+that take them over ask it for their results (their warm start, and any request before their
+first run), so none of those ids answers 503 while the others restart. Scale the StatefulSet
+down to S·R once the rollout is done (docs/scaling.md, "Shrinking").
 """
 
 from __future__ import annotations
@@ -75,6 +82,12 @@ class Topology:
         return self.shards * self.replicas == 1
 
     @property
+    def draining(self) -> bool:
+        """A pod of a shard that a shrink removes (index ≥ S·R while ZEROPROBE_PREVIOUS_SHARDS
+        is larger): it probes its previous ids until it is scaled away."""
+        return self.index >= self.shards * self.replicas
+
+    @property
     def shard(self) -> int:
         """The shard this pod belongs to."""
         return self.index // self.replicas
@@ -110,7 +123,10 @@ class Topology:
         return jump_hash(stable_hash64(service_id), self.shards)
 
     def owns(self, service_id: str) -> bool:
-        """True when this pod's shard probes `service_id`."""
+        """True when this pod's shard probes `service_id` (a draining pod: the ids its shard
+        owned before the shrink)."""
+        if self.draining:
+            return self.previous_owner(service_id) == self.shard
         return self.shards == 1 or self.owner(service_id) == self.shard
 
     def previous_owner(self, service_id: str) -> int | None:
@@ -130,6 +146,13 @@ class Topology:
         )
         if self.previous_shards is not None:
             text += f"; resharding from {self.previous_shards} shard(s)"
+        if self.draining:
+            text = (
+                f"topology: pod {self.index} = shard {self.shard} of the previous "
+                f"{self.previous_shards}, replica {self.replica} of {self.replicas}, draining: "
+                f"it probes its previous ids until it is scaled away (the cluster now has "
+                f"{self.shards} shard(s))"
+            )
         return text
 
     @classmethod
@@ -142,7 +165,13 @@ class Topology:
             if environ.get("ZEROPROBE_PREVIOUS_SHARDS", "").strip()
             else None
         )
-        pods = shards * replicas
+        # While a shrink rolls out, the pods of the removed shards are still there (draining).
+        pods = max(shards, previous or 0) * replicas
+        counted = (
+            f"ZEROPROBE_PREVIOUS_SHARDS × ZEROPROBE_REPLICAS = {previous} × {replicas}"
+            if previous is not None and previous > shards
+            else f"ZEROPROBE_SHARDS × ZEROPROBE_REPLICAS = {shards} × {replicas}"
+        )
         template = environ.get("ZEROPROBE_PEER_URL", "").strip()
         listed = environ.get("ZEROPROBE_PEERS", "").strip()
         if template and listed:
@@ -151,7 +180,7 @@ class Topology:
             )
         if pods == 1 and not template and not listed:
             return cls()
-        index = _pod_index(environ, pods)
+        index = _pod_index(environ, pods, counted)
         if template:
             if "{index}" not in template:
                 raise TopologyError(
@@ -166,8 +195,7 @@ class Topology:
                 _check_url("ZEROPROBE_PEERS", url)
             if len(peers) != pods:
                 raise TopologyError(
-                    f"ZEROPROBE_PEERS: expected {pods} URL(s) (ZEROPROBE_SHARDS × "
-                    f"ZEROPROBE_REPLICAS = {shards} × {replicas}), got {len(peers)}"
+                    f"ZEROPROBE_PEERS: expected {pods} URL(s) ({counted}), got {len(peers)}"
                 )
             return cls(shards, replicas, index, peers, None, previous)
         raise TopologyError(
@@ -189,7 +217,7 @@ def _count(environ: Mapping[str, str], name: str) -> int:
     return value
 
 
-def _pod_index(environ: Mapping[str, str], pods: int) -> int:
+def _pod_index(environ: Mapping[str, str], pods: int, counted: str) -> int:
     raw = environ.get("ZEROPROBE_POD_INDEX", "").strip()
     name = "ZEROPROBE_POD_INDEX"
     if not raw and pods == 1:
@@ -211,8 +239,7 @@ def _pod_index(environ: Mapping[str, str], pods: int) -> int:
         raise TopologyError(f"{name}: expected the pod's index, got {raw!r}") from None
     if not 0 <= index < pods:
         raise TopologyError(
-            f"{name}: pod index {index} is out of range 0-{pods - 1} "
-            "(ZEROPROBE_SHARDS × ZEROPROBE_REPLICAS pods)"
+            f"{name}: pod index {index} is out of range 0-{pods - 1} ({counted} pods)"
         )
     return index
 

@@ -36,8 +36,9 @@ A pod that still runs the old S answers from its own results for ids it still be
 owns; a pod with the new S finds any id either at its new owner, or at its old owner, or in a
 result it kept: no known id answers 503 while the pods change over (tests/test_cluster_reshard.py
 grows 1 × 2 pods to 2 × 2 under load). Shrinking S moves the last shards' ids to the others:
-their pods must still answer while the others restart (remove them last), or those ids answer
-503 "no result yet" until their new owners' first run.
+their pods stay, draining (zeroprobe/config/topology.py), and keep probing those ids while
+the others restart, so their new owners find the results at the draining pods (d, c); the
+StatefulSet is scaled down after the rollout (docs/scaling.md, "Shrinking").
 
 Direct notification sinks are written by replica 0 of each shard only (notify/notifier.py).
 """
@@ -200,11 +201,14 @@ class Cluster:
                 self.metrics.peers_reachable.set(sum(self._reachable.values()))
 
     def _rotated(self, shard: int, replicas: list[str]) -> list[str]:
-        """The replicas of `shard`, the first one rotating from call to call."""
+        """The replicas of `shard`, the first one rotating from call to call; a replica whose
+        last request failed goes last (a lost node would otherwise cost every other forward
+        the connect timeout until the next check of peers finds it back)."""
         turn = self._turn.get(shard, 0)
         self._turn[shard] = turn + 1
         start = turn % len(replicas) if replicas else 0
-        return replicas[start:] + replicas[:start]
+        rotated = replicas[start:] + replicas[:start]
+        return sorted(rotated, key=lambda base: self._reachable.get(base) is False)
 
     async def _ask_shard(
         self, shard: int, replicas: list[str], path: str, method: str, total_s: float
