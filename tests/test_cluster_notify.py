@@ -21,6 +21,7 @@ from zeroprobe.config.notifiers import load_notifiers
 from zeroprobe.config.settings import Settings
 from zeroprobe.config.topology import Topology
 from zeroprobe.engine.core import Engine
+from zeroprobe.engine.runner import now_ms
 from zeroprobe.notify.notifier import Notifier
 
 HOOK_VAR = "ONCALL_HOOK_URL"
@@ -90,3 +91,32 @@ async def test_one_message_per_change_from_two_replicas(tmp_path: Path, hook: Fa
         await asyncio.sleep(0.5)  # time for a duplicate to arrive, if one were sent
     notified = [t["service_id"] for body in hook.delivered() for t in body["transitions"]]
     assert sorted(notified) == sorted(owned)
+
+
+async def test_an_incident_taken_over_from_another_pod_is_not_announced_again_and_its_recovery_is(
+    tmp_path: Path, hook: FakeReceiver
+) -> None:
+    """A pod takes an id's result from the pod that notified it (a warm start; in a reshard
+    the id's previous owner) and has nothing of its own in its outbox: the incident still on
+    is not announced again, and its recovery is announced as one."""
+    sid = "notify.taken.over"
+    single = Topology()
+    script = Script()
+    script.lines[sid] = [line(Grade.RED)]
+    async with pod(tmp_path / "before", hook, single, script, [sid]) as before:
+        await before.run_once(sid)
+        await asyncio.to_thread(hook.wait_for, lambda got: len(hook.delivered()) >= 1, 10)
+        (snapshot,) = before.store.snapshots(now_ms(), lambda s: s == sid)
+    async with pod(tmp_path / "after", hook, single, script, [sid]) as after:
+        assert after.store.restore(snapshot)
+        await after.run_once(sid)  # still RED
+        script.lines[sid] = [line(Grade.GREEN)]
+        await after.run_once(sid)  # recovered here
+        await asyncio.to_thread(hook.wait_for, lambda got: len(hook.delivered()) >= 2, 10)
+        await asyncio.sleep(0.5)  # time for a duplicate to arrive, if one were sent
+    changes = [
+        (t["service_id"], t["from"], t["to"])
+        for body in hook.delivered()
+        for t in body["transitions"]
+    ]
+    assert changes == [(sid, None, "RED"), (sid, "RED", "GREEN")]

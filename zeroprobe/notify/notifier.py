@@ -257,7 +257,13 @@ class Notifier:
         if not self._engine.owns(service_id):
             return  # another shard's id: its owners notify (only owned ids run here anyway)
         last = self._notified.get(service_id)
-        if result.grade is (last.status if last else Grade.GREEN):
+        # Nothing notified by this pod, but the probe had a colour when it came here: a warm
+        # start took it from a sibling or from the id's previous owner (a reshard), which
+        # notified it. That colour counts as notified, so an incident still on is not
+        # announced twice and its recovery here is announced.
+        taken = previous if last is None and previous is not Grade.GREEN else None
+        notified = last.status if last else (taken or Grade.GREEN)
+        if result.grade is notified:
             return  # what was notified last (maybe before a restart) still holds
         lines = [(line.text, line.grade) for line in result.lines]
         explaining = explaining_lines(lines, result.grade)
@@ -266,7 +272,7 @@ class Notifier:
             event_id=str(uuid.uuid4()),
             service_id=service_id,
             kind=spec.kind,
-            old=last.status if last else None,
+            old=last.status if last else taken,
             new=result.grade,
             at_ms=result.collected_at_ms,
             summary=summary.removeprefix("- "),
