@@ -50,6 +50,7 @@ from bench.common import (
     minus,
     quantile,
     rss_bytes,
+    stop,
     wait_http,
 )
 from schemas.context_spec import connection_env_var
@@ -202,17 +203,6 @@ def serve_targets(count: int, lifetime_s: float) -> None:
     finally:
         for target in targets:
             target.close()
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM by pid, SIGKILL after 20 s."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @dataclass

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from schemas.context_spec import connection_env_var
 
@@ -121,13 +122,18 @@ def child(
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc, grace_s=10)
+
+
+def stop(proc: subprocess.Popen[Any], grace_s: float = 20) -> None:
+    """SIGTERM, then SIGKILL after `grace_s` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def wait_http(url: str, timeout_s: float = 60.0, ok: int = 200) -> float:

@@ -31,7 +31,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import PYTHON, ROOT, free_port, machine
+from bench.common import PYTHON, ROOT, free_port, machine, stop
 from bench.soak import (
     DOC,
     gc_pauses,
@@ -479,12 +478,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            stop(proc, grace_s=10)
         for target in targets:
             target.close()
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import subprocess
-from collections.abc import AsyncIterator
+import warnings
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -24,6 +26,17 @@ WINDOW_METRIC = "zeroprobe_mongo_oplog_window_seconds"
 HEADROOM_METRIC = "zeroprobe_mongo_oplog_headroom_seconds"
 #: PyMongo may leave a socket to the garbage collector when a client closes (test_probe_wire).
 DRIVER_SOCKET_LEAK = "ignore:unclosed <socket.socket:ResourceWarning"
+
+
+@pytest.fixture(autouse=True, name="_collect_leaked_driver_sockets")
+def collect_leaked_driver_sockets() -> Iterator[None]:
+    """Collect the sockets PyMongo left behind before the test ends, so that their warning
+    (ignored by DRIVER_SOCKET_LEAK in the modules that import this) is not raised later, in
+    another test. Autouse in a module that imports it."""
+    yield
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "unclosed <socket.socket", ResourceWarning)
+        gc.collect()
 
 
 @contextlib.asynccontextmanager

@@ -4,9 +4,6 @@ it changed) and the oplog window (used again while it may stand)."""
 
 from __future__ import annotations
 
-import gc
-import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +18,7 @@ from tests.mongo_helpers import (
     DRIVER_SOCKET_LEAK,
     SERVICE_ID,
     FakeClock,
+    collect_leaked_driver_sockets,  # noqa: F401 - autouse
     engine_for,
     fake_clock,  # noqa: F401 - the `clock` fixture
     graded,
@@ -51,14 +49,6 @@ def hellos(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(mongo_probe, "_hello", counting)
     return sent
-
-
-@pytest.fixture(autouse=True)
-def _collect_leaked_driver_sockets() -> Iterator[None]:
-    yield
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "unclosed <socket.socket", ResourceWarning)
-        gc.collect()
 
 
 def oplog_line(texts_: list[str]) -> str:

@@ -8,10 +8,8 @@ documents them; the probe reaches each shard's replica set itself. Every run goe
 
 from __future__ import annotations
 
-import gc
 import json
 import time
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +31,7 @@ from tests.mongo_helpers import (
     LAG_METRIC,
     SERVICE_ID,
     WINDOW_METRIC,
+    collect_leaked_driver_sockets,  # noqa: F401 - autouse
     engine_for,
     graded,
     promtool_check,
@@ -57,14 +56,6 @@ PASSWORD = "sh4rdpw"
 def steady_lag(member: int, elapsed_s: float) -> float:
     """Every secondary 250 ms behind: the headroom is a little under the 26h 14m window."""
     return 250.0
-
-
-@pytest.fixture(autouse=True)
-def _collect_leaked_driver_sockets() -> Iterator[None]:
-    yield
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "unclosed <socket.socket", ResourceWarning)
-        gc.collect()
 
 
 @pytest.fixture

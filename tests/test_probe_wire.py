@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import gc
 import json
 import logging
 import re
 import socket
 import time
-import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,6 +22,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from schemas.grading import Grade
 from tests.conftest import EngineFactory, SpecFactory
+from tests.mongo_helpers import (
+    DRIVER_SOCKET_LEAK,
+    collect_leaked_driver_sockets,  # noqa: F401 - autouse
+)
 from zeroprobe.engine.core import Engine
 from zeroprobe.engine.store import Result
 from zeroprobe.simulators.mongo import SimulatedReplicaSet
@@ -40,16 +42,7 @@ SLACK_S = 0.3
 # closes it later with a ResourceWarning, which `filterwarnings = error` would turn into a
 # failure of whatever test runs then. Only that warning is ignored, and only in this module,
 # whose tests collect such sockets before they end. "Unclosed AsyncMongoClient" still fails.
-DRIVER_SOCKET_LEAK = "ignore:unclosed <socket.socket:ResourceWarning"
 pytestmark = pytest.mark.filterwarnings(DRIVER_SOCKET_LEAK)
-
-
-@pytest.fixture(autouse=True)
-def _collect_leaked_driver_sockets() -> Iterator[None]:
-    yield
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "unclosed <socket.socket", ResourceWarning)
-        gc.collect()
 
 
 @contextlib.asynccontextmanager
